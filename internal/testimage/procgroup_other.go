@@ -1,0 +1,7 @@
+//go:build !linux
+
+package testimage
+
+import "os/exec"
+
+func ownProcessGroup(*exec.Cmd) {}

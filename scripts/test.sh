@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need on a fresh
+# Debian machine (when run as root), builds the real test images once
+# (cached), runs the linters and the whole test suite.
+#
+#   scripts/test.sh              everything
+#   scripts/test.sh ./internal/vulndb/...   only these packages (lint still runs on all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CGO_ENABLED=0
+
+need_apt=()
+for pkg_bin in debootstrap:debootstrap binutils:objcopy; do
+  pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
+  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "== not root: cannot install ${need_apt[*]}; tests that need them will skip" >&2
+  fi
+fi
+
+echo "== build"
+go build ./...
+
+echo "== vet"
+go vet ./...
+
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+if [ -d internal/testimage/cmd/build-testimages ]; then
+  echo "== test images (cached under \${BULWARK_TESTIMAGE_CACHE:-~/.cache/bulwark/testimages})"
+  go run ./internal/testimage/cmd/build-testimages
+fi
+
+echo "== test"
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
+go test -count=1 -timeout 45m "${pkgs[@]}"
