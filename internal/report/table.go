@@ -216,6 +216,12 @@ func writeFindings(out *bytes.Buffer, findings []*scan.Finding, opts Options, p 
 		rows []row
 	}
 	var groups []group
+	// The same vulnerability in the same package version found in several
+	// files (the Go standard library of two binaries) is one row that says
+	// how many files; --format json lists each.
+	type rowKey struct{ id, pkg, installed, fixed string }
+	var lastKey rowKey
+	lastCount := 0
 	for _, f := range findings {
 		sev := severityOf(f)
 		if len(groups) == 0 || groups[len(groups)-1].sev != sev {
@@ -244,6 +250,13 @@ func writeFindings(out *bytes.Buffer, findings []*scan.Finding, opts Options, p 
 			fixed = oneLine(strings.Join(f.FixedVersions, ", "))
 		}
 		g := &groups[len(groups)-1]
+		key := rowKey{id, pkg, installed, fixed}
+		if len(g.rows) > 0 && key == lastKey {
+			lastCount++
+			g.rows[len(g.rows)-1].cells[2] = fmt.Sprintf("%s (%d files)", pkg, lastCount)
+			continue
+		}
+		lastKey, lastCount = key, 1
 		g.rows = append(g.rows, row{
 			cells:  []string{id, sevCell, pkg, oneLine(installed), fixed, title(f.Vulnerability)},
 			colors: []string{idColor, severityColor(sev), ansiPlain, ansiPlain, ansiPlain, ansiPlain},
