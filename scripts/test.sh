@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
 
 need_apt=()
-for pkg_bin in debootstrap:debootstrap binutils:objcopy; do
+# package:file-it-provides. postgresql: the store's tests start their own
+# server with initdb/pg_ctl. liblog4j2-java: real Debian jars for the Java
+# extractor's tests. debootstrap: the real Debian test images.
+for pkg_bin in debootstrap:debootstrap binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
+  liblog4j2-java:/usr/share/java/log4j-core.jar; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -19,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     echo "== not root: cannot install ${need_apt[*]}; tests that need them will skip" >&2
   fi

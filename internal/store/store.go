@@ -149,9 +149,10 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Ping checks that the database answers (for /readyz).
+// Ping checks that the database answers (for /readyz). It uses the reader
+// pool, so a long write transaction does not make central look unready.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := s.r.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil

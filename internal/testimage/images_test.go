@@ -291,6 +291,16 @@ func testDebianImage(t *testing.T, name string, packages []string) (v1.Image, ma
 	if links == 0 {
 		t.Errorf("base layer has no hard links (perl, gzip have them)")
 	}
+	// Every hard link points at a file earlier in the same layer.
+	for i, l := range ls {
+		seen := map[string]bool{}
+		for _, h := range layerHeaders(t, l) {
+			if h.Typeflag == tar.TypeLink && !seen[h.Linkname] {
+				t.Errorf("layer %d: %s links to %s, not earlier in the layer", i+1, h.Name, h.Linkname)
+			}
+			seen[h.Name] = true
+		}
+	}
 	// The clean-up layer: real whiteouts of the three kinds.
 	var whiteouts []string
 	for _, h := range layerHeaders(t, ls[2]) {
