@@ -13,9 +13,11 @@ export CGO_ENABLED=0
 need_apt=()
 # package:file-it-provides. postgresql: the store's tests start their own
 # server with initdb/pg_ctl. liblog4j2-java: real Debian jars for the Java
-# extractor's tests. debootstrap: the real Debian test images.
-for pkg_bin in debootstrap:debootstrap binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
-  liblog4j2-java:/usr/share/java/log4j-core.jar; do
+# extractor's tests. debootstrap + keyring: the real Debian test images.
+# npm: the npm test image. chromium: the console's browser tests.
+for pkg_bin in debootstrap:debootstrap debian-archive-keyring:/usr/share/keyrings/debian-archive-keyring.gpg \
+  binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
+  liblog4j2-java:/usr/share/java/log4j-core.jar npm:npm chromium:/usr/bin/chromium fonts-liberation:/usr/share/fonts/truetype/liberation; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -37,6 +39,11 @@ go vet ./...
 
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# In CI every test that needs a real part must run, not skip.
+if [ "${CI:-}" = true ]; then
+  export BULWARK_TESTIMAGE_REQUIRE=1 BULWARK_REQUIRE_POSTGRES=1
+fi
 
 if [ -d internal/testimage/cmd/build-testimages ]; then
   echo "== test images (cached under \${BULWARK_TESTIMAGE_CACHE:-~/.cache/bulwark/testimages})"

@@ -21,14 +21,14 @@ import (
 	"github.com/google/osv-scalibr/semantic"
 )
 
-// Tests of the committed testdata/demo: the image holds what the README
+// Tests of the committed internal/demo/data: the image holds what the README
 // demo relies on, and the database holds only unmodified real records.
 
 func demoDir(t *testing.T) string {
 	t.Helper()
 	root, err := RepoRoot()
 	must(t, err)
-	return filepath.Join(root, "testdata", "demo")
+	return filepath.Join(root, "internal", "demo", "data")
 }
 
 func demoImagePath(t *testing.T) string {

@@ -22,7 +22,7 @@
 // build requirement (root, debootstrap, npm, the network) is missing, unless
 // BULWARK_TESTIMAGE_REQUIRE=1 is set, as CI does, to turn the skip into a
 // failure. Build is usable outside tests (cmd/build-testimages pre-builds
-// everything; cmd/gen-demo regenerates testdata/demo).
+// everything; cmd/gen-demo regenerates internal/demo/data).
 //
 // This package is test support: production code must not import it, and it
 // must not import any other Bulwark package, so that the packages it feeds

@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// Files of testdata/demo.
+// Files of internal/demo/data.
 const (
 	DemoImageFile = "demo-image.tar"
 	DemoDBDir     = "demo-db"
@@ -34,7 +34,7 @@ type DemoOptions struct {
 	// CacheDir is the test image cache (the demo image and the debian
 	// image it is cut from are built there).
 	CacheDir string
-	// OutDir is testdata/demo.
+	// OutDir is internal/demo/data.
 	OutDir string
 	// VulnDataDir holds the shared vulnerability data (../shared/vulndata
 	// of the repository).
@@ -45,11 +45,11 @@ type DemoOptions struct {
 	Log       *slog.Logger
 }
 
-// GenerateDemo rebuilds testdata/demo: the demo image (recipe "demo"),
+// GenerateDemo rebuilds internal/demo/data: the demo image (recipe "demo"),
 // copied from the cache, and the demo database — subsets of real
 // vulnerability data, records unmodified, chosen from what the demo image
 // contains — and a README stating the origin and licence of each part.
-// Nothing in testdata/demo is edited by hand.
+// Nothing in internal/demo/data is edited by hand.
 func GenerateDemo(ctx context.Context, o DemoOptions) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

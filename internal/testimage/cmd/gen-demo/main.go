@@ -1,4 +1,4 @@
-// Command gen-demo regenerates testdata/demo (the demo image, the demo
+// Command gen-demo regenerates internal/demo/data (the demo image, the demo
 // vulnerability database and its README) from real sources: the test image
 // recipes of internal/testimage, the golang.org/x/vulndb module zip and
 // ../shared/vulndata. Run it from the repository root:
@@ -22,7 +22,7 @@ import (
 )
 
 func main() {
-	out := flag.String("out", "", "output directory (default testdata/demo of the repository)")
+	out := flag.String("out", "", "output directory (default internal/demo/data of the repository)")
 	vulndata := flag.String("vulndata", "", "shared vulnerability data directory (default ../shared/vulndata of the repository)")
 	vulndbZip := flag.String("vulndb-zip", "", "golang.org/x/vulndb module zip (default: go mod download "+testimage.VulnDBModule+"@"+testimage.VulnDBVersion+")")
 	cacheDir := flag.String("cache", "", "test image cache (default $"+testimage.EnvCacheDir+" or the user cache dir)")
@@ -42,7 +42,7 @@ func run(ctx context.Context, log *slog.Logger, out, vulndata, vulndbZip, cacheD
 		if err != nil {
 			return err
 		}
-		out = filepath.Join(root, "testdata", "demo")
+		out = filepath.Join(root, "internal", "demo", "data")
 	}
 	if vulndata == "" {
 		d, err := testimage.VulnDataDir()
