@@ -69,6 +69,12 @@ type Package struct {
 	SourceVersion string `json:"sourceVersion,omitempty"`
 	// Arch is the package architecture where the package manager records one.
 	Arch string `json:"arch,omitempty"`
+	// Platform is the "os/arch" the package was compiled for, where the
+	// file records it ("linux/amd64" from a Go binary's GOOS and GOARCH build
+	// settings). Advisories that only apply to some platforms (go-vulndb's
+	// ecosystem_specific.imports[].goos/goarch) are matched against it; an
+	// empty Platform matches every platform.
+	Platform string `json:"platform,omitempty"`
 	// Licenses as declared by the package, when cheap to read.
 	Licenses []string `json:"licenses,omitempty"`
 
@@ -98,6 +104,15 @@ type Package struct {
 	Indirect bool `json:"indirect,omitempty"`
 	// Dev is true for development-only dependencies recorded in lock files.
 	Dev bool `json:"dev,omitempty"`
+
+	// Symbols are the functions compiled into the executable at Location,
+	// one set shared by every package found in it; nil when unknown (not an
+	// executable, or its function table could not be read). The matcher
+	// uses them to tell whether an advisory's vulnerable functions are in
+	// the binary (vulndb.Match.Reachability). They are not serialised: a
+	// result matched again later, from JSON or an SBOM, has module-level
+	// precision only.
+	Symbols *Symbols `json:"-"`
 }
 
 // OS is the detected operating system of the scanned root.

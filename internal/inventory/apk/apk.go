@@ -1,7 +1,6 @@
 package apk
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -26,8 +25,6 @@ const (
 // dependency list) are well under 4 KiB; a longer line is skipped and
 // reported, so a hostile file cannot make the parser buffer without bound.
 const MaxLineLength = 64 << 10
-
-const maxProblems = 5
 
 // Extractor reads apk's installed database. The zero value is not usable;
 // call New.
@@ -63,32 +60,22 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 	if err := ctx.Err(); err != nil {
 		return inventory.Output{}, err
 	}
-	br := bufio.NewReaderSize(in.Reader, 4096)
+	lr := inventory.NewLineReader(in.Reader, MaxLineLength)
 	var (
-		out      inventory.Output
-		owned    = map[string]string{}
-		cur      record
-		dir      string
-		badDir   bool // the last F line was refused: skip its R lines
-		n        int  // line number
-		overlong int
-		long     []byte
-		probN    int
-		probs    []string
+		out    inventory.Output
+		owned  = map[string]string{}
+		cur    record
+		dir    string
+		badDir bool // the last F line was refused: skip its R lines
+		prob   inventory.Problems
 	)
-	problem := func(format string, args ...any) {
-		probN++
-		if len(probs) < maxProblems {
-			probs = append(probs, fmt.Sprintf(format, args...))
-		}
-	}
 	flush := func() {
 		if cur.fields > 0 {
 			switch {
 			case cur.name == "":
-				problem("paragraph at line %d: no P (name) field", cur.line)
+				prob.Add("paragraph at line %d: no P (name) field", cur.line)
 			case cur.version == "":
-				problem("package %s (line %d): no V (version) field", cur.name, cur.line)
+				prob.Add("package %s (line %d): no V (version) field", cur.name, cur.line)
 			default:
 				out.Packages = append(out.Packages, cur.pkg(in.Path))
 				for _, f := range cur.files {
@@ -99,48 +86,27 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 		cur, dir, badDir = record{}, "", false
 	}
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) && len(long) <= MaxLineLength {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
+		line, err := lr.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return out, fmt.Errorf("read %s: %w", in.Path, err)
 			}
-			if len(long) > MaxLineLength {
-				n++
-				overlong++
-				for errors.Is(err, bufio.ErrBufferFull) {
-					_, err = br.ReadSlice('\n')
-				}
-				if err != nil {
-					if !errors.Is(err, io.EOF) {
-						return out, fmt.Errorf("read %s: %w", in.Path, err)
-					}
-					break
-				}
-				continue
-			}
-			line = long
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return out, fmt.Errorf("read %s: %w", in.Path, err)
-		}
-		if len(line) == 0 && err != nil {
 			break
 		}
-		n++
+		n := lr.Line()
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return inventory.Output{}, err
 			}
 		}
-		line = bytes.TrimRight(line, "\r\n")
+		// apk writes "\n"; a damaged file may end lines in several "\r".
+		line = bytes.TrimRight(line, "\r")
 		if len(line) == 0 {
 			flush()
 			continue
 		}
 		if len(line) < 2 || line[1] != ':' {
-			problem("line %d: not a field", n)
+			prob.Add("line %d: not a field", n)
 			continue
 		}
 		if cur.fields == 0 {
@@ -163,11 +129,11 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 			cur.license = string(val)
 		case 'F':
 			v := string(val)
-			if d, ok := cleanPath(v); ok {
+			if d, ok := inventory.CleanPath(v); ok {
 				dir, badDir = d, false
 			} else {
 				dir, badDir = "", true
-				problem("line %d: bad directory %q", n, v)
+				prob.Add("line %d: bad directory %q", n, v)
 			}
 		case 'R':
 			// A file name, in the directory of the last F line (or the
@@ -177,36 +143,26 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 			}
 			v := string(val)
 			if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\x00") {
-				problem("line %d: bad file name %q", n, v)
+				prob.Add("line %d: bad file name %q", n, v)
 				continue
 			}
 			f := v
 			if dir != "" {
 				f = dir + "/" + v
 			}
-			if p, ok := cleanPath(f); ok {
+			if p, ok := inventory.CleanPath(f); ok {
 				cur.files = append(cur.files, p)
 			}
-		}
-		if err != nil {
-			break
 		}
 	}
 	flush()
 	if len(owned) > 0 {
 		out.OwnedFiles = owned
 	}
-	if overlong > 0 {
-		problem("%d line(s) over %d bytes skipped", overlong, MaxLineLength)
+	if n, _ := lr.Overlong(); n > 0 {
+		prob.Add("%d line(s) over %d bytes skipped", n, MaxLineLength)
 	}
-	if probN > 0 {
-		more := ""
-		if probN > len(probs) {
-			more = fmt.Sprintf(" (and %d more)", probN-len(probs))
-		}
-		return out, fmt.Errorf("parse %s: %s%s", in.Path, strings.Join(probs, "; "), more)
-	}
-	return out, nil
+	return out, prob.Err(in.Path)
 }
 
 // pkg turns a record into a package. The origin is the source package;
@@ -231,28 +187,4 @@ func (r *record) pkg(location string) inventory.Package {
 	}
 	p.PURL = osrelease.PURL(&p, nil)
 	return p
-}
-
-// cleanPath checks a database path: relative, no empty, "." or ".."
-// element, no control characters.
-func cleanPath(s string) (string, bool) {
-	s = strings.TrimLeft(s, "/")
-	if s == "" {
-		return "", false
-	}
-	seg := 0
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] != '/' {
-			if s[i] < 0x20 || s[i] == 0x7f {
-				return "", false
-			}
-			continue
-		}
-		switch s[seg:i] {
-		case "", ".", "..":
-			return "", false
-		}
-		seg = i + 1
-	}
-	return s, true
 }

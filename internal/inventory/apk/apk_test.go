@@ -2,40 +2,18 @@ package apk
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
-func input(path string, data []byte) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o644},
-		Reader: bytes.NewReader(data),
-	}
-}
-
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestRequired(t *testing.T) {
-	e := New()
-	for path, want := range map[string]bool{
+	inventorytest.CheckRequired(t, New(), inventory.FileInfo{Size: 10}, map[string]bool{
 		"lib/apk/db/installed":       true,
 		"usr/lib/apk/db/installed":   true,
 		"":                           false,
@@ -46,18 +24,11 @@ func TestRequired(t *testing.T) {
 		"lib/apk/db/installed/x":     false,
 		"var/lib/apk/db/installed":   false,
 		"usr/local/lib/apk/db/other": false,
-	} {
-		if got := e.Required(path, inventory.FileInfo{Size: 10}); got != want {
-			t.Errorf("Required(%q) = %v, want %v", path, got, want)
-		}
-	}
+	})
 }
 
 func TestExtract(t *testing.T) {
-	out, err := New().Extract(context.Background(), input(PathInstalled, readTestdata(t, "installed")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := inventorytest.MustExtract(t, New(), PathInstalled, inventorytest.ReadFile(t, "testdata/installed"))
 	pkg := func(name, version, arch, origin, license string) inventory.Package {
 		purlArch := "?arch=" + arch
 		return inventory.Package{
@@ -110,83 +81,53 @@ func TestExtract(t *testing.T) {
 		}
 	}
 	// Every R line is owned: count them independently.
-	if n := bytes.Count(readTestdata(t, "installed"), []byte("\nR:")); len(out.OwnedFiles) != n {
+	if n := bytes.Count(inventorytest.ReadFile(t, "testdata/installed"), []byte("\nR:")); len(out.OwnedFiles) != n {
 		t.Errorf("%d owned files, the database has %d R: lines", len(out.OwnedFiles), n)
 	}
 }
 
 func TestHostile(t *testing.T) {
-	db := readTestdata(t, "installed")
+	db := string(inventorytest.ReadFile(t, "testdata/installed"))
 	garbage := make([]byte, 1<<16)
 	for i := range garbage {
 		garbage[i] = byte(i * 7919 % 251)
 	}
-	tests := []struct {
-		name             string
-		data             []byte
-		minPkgs, maxPkgs int
-		wantErr          string
-	}{
-		{"empty", nil, 0, 0, ""},
-		{"blank lines", []byte("\n\n\r\n"), 0, 0, ""},
-		{"truncated", db[:len(db)/2], 5, 9, ""},
-		{"no trailing newline", []byte("P:a\nV:1"), 1, 1, ""},
-		{"binary garbage", garbage, 0, 0, "not a field"},
-		{"giant line", append(append([]byte("P:a\nV:1\nT:"), bytes.Repeat([]byte("x"), 3*MaxLineLength)...), "\n\nP:b\nV:2\n"...), 2, 2, "over 65536 bytes"},
-		{"giant line at EOF", append([]byte("P:a\nV:1\n\nT:"), bytes.Repeat([]byte("x"), 2*MaxLineLength)...), 1, 1, "over 65536 bytes"},
-		{"long line under the limit", []byte("P:a\nD:" + strings.Repeat("so:libx.so.1 ", 4000) + "\nV:1\n"), 1, 1, ""},
-		{"missing version", []byte("P:a\nA:x86_64\n\nP:b\nV:2\n"), 1, 1, "no V"},
-		{"missing name", []byte("V:1\nA:x86_64\n"), 0, 0, "no P"},
-		{"traversal", []byte("P:a\nV:1\nF:../../etc\nR:passwd\nF:usr\nR:../x\nR:ok\n"), 1, 1, "bad directory"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := New().Extract(context.Background(), input(PathInstalled, tt.data))
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-			}
-			if n := len(out.Packages); n < tt.minPkgs || n > tt.maxPkgs {
-				t.Errorf("%d packages, want %d..%d", n, tt.minPkgs, tt.maxPkgs)
-			}
-			for f := range out.OwnedFiles {
-				if strings.HasPrefix(f, "/") || strings.Contains("/"+f+"/", "/../") {
-					t.Errorf("owned path %q escapes", f)
+	giant := strings.Repeat("x", 3*MaxLineLength)
+	inventorytest.RunHostile(t, New(), PathInstalled, []inventorytest.Case{
+		{Name: "empty"},
+		{Name: "blank lines", In: "\n\n\r\n"},
+		{Name: "truncated", In: db[:len(db)/2], Pkgs: 5, MaxPkgs: 9},
+		{Name: "no trailing newline", In: "P:a\nV:1", Pkgs: 1},
+		{Name: "binary garbage", In: string(garbage), ErrContains: "not a field"},
+		{Name: "giant line", In: "P:a\nV:1\nT:" + giant + "\n\nP:b\nV:2\n", Pkgs: 2, ErrContains: "over 65536 bytes"},
+		{Name: "giant line at EOF", In: "P:a\nV:1\n\nT:" + giant[:2*MaxLineLength], Pkgs: 1, ErrContains: "over 65536 bytes"},
+		{Name: "long line under the limit", In: "P:a\nD:" + strings.Repeat("so:libx.so.1 ", 4000) + "\nV:1\n", Pkgs: 1},
+		{Name: "missing version", In: "P:a\nA:x86_64\n\nP:b\nV:2\n", Pkgs: 1, ErrContains: "no V"},
+		{Name: "missing name", In: "V:1\nA:x86_64\n", ErrContains: "no P"},
+		// The traversal case keeps the one clean file.
+		{Name: "traversal", In: "P:a\nV:1\nF:../../etc\nR:passwd\nF:usr\nR:../x\nR:ok\n", Pkgs: 1, ErrContains: "bad directory",
+			Check: func(t testing.TB, out inventory.Output, _ error) {
+				if diff := cmp.Diff(map[string]string{"usr/ok": "a"}, out.OwnedFiles); diff != "" {
+					t.Errorf("owned (-want +got):\n%s", diff)
 				}
-			}
-		})
-	}
-	// The traversal case keeps the one clean file.
-	out, _ := New().Extract(context.Background(), input(PathInstalled, []byte("P:a\nV:1\nF:../../etc\nR:passwd\nF:usr\nR:../x\nR:ok\n")))
-	if diff := cmp.Diff(map[string]string{"usr/ok": "a"}, out.OwnedFiles); diff != "" {
-		t.Errorf("owned (-want +got):\n%s", diff)
-	}
+			}},
+	})
 }
 
 func TestReadError(t *testing.T) {
-	in := input(PathInstalled, nil)
-	in.Reader = iotest.ErrReader(errors.New("boom"))
-	if _, err := New().Extract(context.Background(), in); err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Errorf("err = %v, want the read error", err)
-	}
+	inventorytest.CheckReadError(t, New(), PathInstalled)
 }
 
 func FuzzApkInstalled(f *testing.F) {
-	f.Add(readTestdata(f, "installed"))
+	f.Add(inventorytest.ReadFile(f, "testdata/installed"))
 	f.Add([]byte("P:a\nV:1\nF:d\nR:f\n\nP:b\nV:2\n"))
 	f.Add([]byte("P:a\nV:1\nF:/\nR:..\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, _ := New().Extract(context.Background(), input(PathInstalled, data))
+		// Owned paths are checked by inventorytest.Fuzz.
+		out, _ := inventorytest.Fuzz(t, New(), PathInstalled, data)
 		for _, p := range out.Packages {
-			if p.Name == "" || p.Version == "" || p.SourceName == "" {
+			if p.SourceName == "" {
 				t.Fatalf("incomplete package %+v", p)
-			}
-		}
-		for f, o := range out.OwnedFiles {
-			if f == "" || o == "" || strings.HasPrefix(f, "/") || strings.Contains("/"+f+"/", "/../") || strings.Contains("/"+f+"/", "//") {
-				t.Fatalf("bad owned path %q (%q)", f, o)
 			}
 		}
 	})
@@ -195,16 +136,6 @@ func FuzzApkInstalled(f *testing.F) {
 func BenchmarkApkInstalled(b *testing.B) {
 	// Alpine images carry a few dozen packages; repeat the committed
 	// database to the size of a real one with ~200 packages.
-	one := readTestdata(b, "installed")
-	data := bytes.Repeat(one, 16)
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input(PathInstalled, data))
-		if err != nil || len(out.Packages) != 16*12 {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	data := bytes.Repeat(inventorytest.ReadFile(b, "testdata/installed"), 16)
+	inventorytest.Benchmark(b, New(), PathInstalled, data, inventorytest.Packages(16*12))
 }

@@ -2,12 +2,9 @@ package dotnet
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"slices"
 	"strings"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
@@ -50,18 +47,12 @@ type library struct {
 
 // Extract implements inventory.Extractor.
 func (e *DepsJSON) Extract(ctx context.Context, in *inventory.Input) (inventory.Output, error) {
-	if in.Info.Size > MaxDepsJSONSize {
-		return inventory.Output{}, fmt.Errorf("deps.json %s: %d bytes: %w", in.Path, in.Info.Size, inventory.ErrTooLarge)
-	}
-	b, err := io.ReadAll(io.LimitReader(in.Reader, MaxDepsJSONSize+1))
+	b, err := inventory.ReadAll(in, MaxDepsJSONSize)
 	if err != nil {
-		return inventory.Output{}, fmt.Errorf("read deps.json %s: %w", in.Path, err)
-	}
-	if len(b) > MaxDepsJSONSize {
-		return inventory.Output{}, fmt.Errorf("deps.json %s: %w", in.Path, inventory.ErrTooLarge)
+		return inventory.Output{}, err
 	}
 	// The SDK can write a UTF-8 byte order mark; the host ignores it.
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	b = inventory.TrimBOM(b)
 	// Other tools use the same suffix: WordPress ships
 	// wp-includes/assets/*.deps.json (and Gutenberg's editor.deps.json) as
 	// JSON arrays of script handles. Only an object can be a .NET deps file.
@@ -117,9 +108,7 @@ func (e *DepsJSON) Extract(ctx context.Context, in *inventory.Input) (inventory.
 			Indirect:  lib.Type == "package" && len(direct) > 0 && !direct[strings.ToLower(name)],
 		})
 	}
-	slices.SortFunc(pkgs, func(a, b inventory.Package) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
-	})
+	inventory.SortPackages(pkgs)
 	return inventory.Output{Packages: pkgs}, nil
 }
 

@@ -1,7 +1,6 @@
 package dpkg
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -28,9 +27,6 @@ const (
 // is skipped and reported, so a hostile file cannot make the parser buffer
 // without bound.
 const MaxLineLength = 64 << 10
-
-// maxProblems bounds how many parse problems one file reports.
-const maxProblems = 5
 
 // Extractor reads dpkg's database. The zero value is not usable; call New.
 type Extractor struct{}
@@ -88,85 +84,12 @@ func packageName(s string) string {
 	return name
 }
 
-// lineReader yields lines without their newline, skipping (and counting)
-// lines longer than MaxLineLength. Its buffer starts small: most files it
-// reads (info/*.list) are a few KiB, and one is read per installed package.
-type lineReader struct {
-	r         *bufio.Reader
-	long      []byte // a line longer than the bufio buffer, being assembled
-	n         int    // line number of the last line returned
-	overlong  int
-	firstLong int
-}
-
-func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, 4096)}
-}
-
-// next returns the next line. The slice is valid until the next call.
-func (lr *lineReader) next() ([]byte, error) {
-	for {
-		line, err := lr.r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			lr.long = append(lr.long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) && len(lr.long) <= MaxLineLength {
-				line, err = lr.r.ReadSlice('\n')
-				lr.long = append(lr.long, line...)
-			}
-			if len(lr.long) > MaxLineLength {
-				lr.n++
-				lr.overlong++
-				if lr.firstLong == 0 {
-					lr.firstLong = lr.n
-				}
-				for errors.Is(err, bufio.ErrBufferFull) {
-					_, err = lr.r.ReadSlice('\n')
-				}
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			line = lr.long
-		}
-		if len(line) == 0 && err != nil {
-			return nil, err
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		lr.n++
-		line = bytes.TrimSuffix(line, []byte{'\n'})
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		return line, nil
+// problemsErr reports prob, and the lines lr skipped for their length.
+func problemsErr(prob *inventory.Problems, path string, lr *inventory.LineReader) error {
+	if n, first := lr.Overlong(); n > 0 {
+		prob.Add("%d line(s) over %d bytes skipped, first at line %d", n, MaxLineLength, first)
 	}
-}
-
-// problems collects what went wrong in one file, keeping the first few.
-type problems struct {
-	n     int
-	first []string
-}
-
-func (p *problems) add(format string, args ...any) {
-	p.n++
-	if len(p.first) < maxProblems {
-		p.first = append(p.first, fmt.Sprintf(format, args...))
-	}
-}
-
-func (p *problems) err(path string, lr *lineReader) error {
-	if lr.overlong > 0 {
-		p.add("%d line(s) over %d bytes skipped, first at line %d", lr.overlong, MaxLineLength, lr.firstLong)
-	}
-	if p.n == 0 {
-		return nil
-	}
-	more := ""
-	if p.n > len(p.first) {
-		more = fmt.Sprintf(" (and %d more)", p.n-len(p.first))
-	}
-	return fmt.Errorf("parse %s: %s%s", path, strings.Join(p.first, "; "), more)
+	return prob.Err(path)
 }
 
 // stanza holds the fields of one deb822 paragraph the extractor uses.
@@ -181,10 +104,10 @@ type stanza struct {
 // files, whose stanzas carry no Status field (distroless writes only
 // installed packages there).
 func parseStatus(ctx context.Context, in *inventory.Input, requireStatus bool) (inventory.Output, error) {
-	lr := newLineReader(in.Reader)
+	lr := inventory.NewLineReader(in.Reader, MaxLineLength)
 	var (
 		out  inventory.Output
-		prob problems
+		prob inventory.Problems
 		cur  stanza
 		// inField is set when the previous line was a field, for
 		// continuation lines.
@@ -199,14 +122,14 @@ func parseStatus(ctx context.Context, in *inventory.Input, requireStatus bool) (
 		cur, inField = stanza{}, false
 	}
 	for {
-		line, err := lr.next()
+		line, err := lr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				return out, fmt.Errorf("read %s: %w", in.Path, err)
 			}
 			break
 		}
-		if lr.n%4096 == 0 {
+		if lr.Line()%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return inventory.Output{}, err
 			}
@@ -219,7 +142,7 @@ func parseStatus(ctx context.Context, in *inventory.Input, requireStatus bool) (
 			// Continuation of a multi-line field (Description,
 			// Conffiles...). None of the fields used here spans lines.
 			if !inField {
-				prob.add("line %d: continuation line outside a field", lr.n)
+				prob.Add("line %d: continuation line outside a field", lr.Line())
 			}
 			continue
 		}
@@ -228,12 +151,12 @@ func parseStatus(ctx context.Context, in *inventory.Input, requireStatus bool) (
 		}
 		k, v, ok := bytes.Cut(line, []byte{':'})
 		if !ok || len(k) == 0 || bytes.ContainsAny(k, " \t") {
-			prob.add("line %d: not a field", lr.n)
+			prob.Add("line %d: not a field", lr.Line())
 			inField = false
 			continue
 		}
 		if cur.fields == 0 {
-			cur.line = lr.n
+			cur.line = lr.Line()
 		}
 		cur.fields++
 		inField = true
@@ -253,7 +176,7 @@ func parseStatus(ctx context.Context, in *inventory.Input, requireStatus bool) (
 		}
 	}
 	flush()
-	return out, prob.err(in.Path, lr)
+	return out, problemsErr(&prob, in.Path, lr)
 }
 
 func fieldIs(k []byte, name string) bool {
@@ -279,16 +202,16 @@ func installed(status string) bool {
 
 // pkgInfo turns a stanza into a package; ok is false for stanzas that are
 // not installed packages.
-func (s *stanza) pkgInfo(path string, requireStatus bool, prob *problems) (inventory.Package, bool) {
+func (s *stanza) pkgInfo(path string, requireStatus bool, prob *inventory.Problems) (inventory.Package, bool) {
 	if s.pkg == "" {
-		prob.add("stanza at line %d: no Package field", s.line)
+		prob.Add("stanza at line %d: no Package field", s.line)
 		return inventory.Package{}, false
 	}
 	if (requireStatus || s.hasStatus) && !installed(s.status) {
 		return inventory.Package{}, false
 	}
 	if s.version == "" {
-		prob.add("package %s (line %d): no Version field", s.pkg, s.line)
+		prob.Add("package %s (line %d): no Version field", s.pkg, s.line)
 		return inventory.Package{}, false
 	}
 	p := inventory.Package{
@@ -309,7 +232,7 @@ func (s *stanza) pkgInfo(path string, requireStatus bool, prob *problems) (inven
 			if strings.HasPrefix(v, "(") && strings.HasSuffix(v, ")") && len(v) > 2 {
 				p.SourceVersion = strings.TrimSpace(v[1 : len(v)-1])
 			} else {
-				prob.add("package %s (line %d): malformed Source %q", s.pkg, s.line, s.source)
+				prob.Add("package %s (line %d): malformed Source %q", s.pkg, s.line, s.source)
 			}
 		}
 	}
@@ -325,27 +248,27 @@ func parseList(ctx context.Context, in *inventory.Input, pkg string) (inventory.
 	if pkg == "" {
 		return inventory.Output{}, nil
 	}
-	lr := newLineReader(in.Reader)
-	var prob problems
+	lr := inventory.NewLineReader(in.Reader, MaxLineLength)
+	var prob inventory.Problems
 	owned := map[string]string{}
 	prev := ""
 	for {
-		line, err := lr.next()
+		line, err := lr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				return inventory.Output{}, fmt.Errorf("read %s: %w", in.Path, err)
 			}
 			break
 		}
-		if lr.n%4096 == 0 {
+		if lr.Line()%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return inventory.Output{}, err
 			}
 		}
-		p, ok := cleanPath(line)
+		p, ok := inventory.CleanPath(string(line))
 		if !ok {
 			if len(line) > 0 && string(line) != "/." {
-				prob.add("line %d: not a path", lr.n)
+				prob.Add("line %d: not a path", lr.Line())
 			}
 			continue
 		}
@@ -361,7 +284,7 @@ func parseList(ctx context.Context, in *inventory.Input, pkg string) (inventory.
 	if len(owned) > 0 {
 		out.OwnedFiles = owned
 	}
-	return out, prob.err(in.Path, lr)
+	return out, problemsErr(&prob, in.Path, lr)
 }
 
 // parseMD5Sums reads a status.d/*.md5sums file ("<md5>  <path>" per line,
@@ -370,18 +293,18 @@ func parseMD5Sums(ctx context.Context, in *inventory.Input, pkg string) (invento
 	if pkg == "" {
 		return inventory.Output{}, nil
 	}
-	lr := newLineReader(in.Reader)
-	var prob problems
+	lr := inventory.NewLineReader(in.Reader, MaxLineLength)
+	var prob inventory.Problems
 	owned := map[string]string{}
 	for {
-		line, err := lr.next()
+		line, err := lr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				return inventory.Output{}, fmt.Errorf("read %s: %w", in.Path, err)
 			}
 			break
 		}
-		if lr.n%4096 == 0 {
+		if lr.Line()%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return inventory.Output{}, err
 			}
@@ -391,46 +314,20 @@ func parseMD5Sums(ctx context.Context, in *inventory.Input, pkg string) (invento
 		}
 		_, file, ok := bytes.Cut(line, []byte("  "))
 		if !ok {
-			prob.add("line %d: not an md5sums line", lr.n)
+			prob.Add("line %d: not an md5sums line", lr.Line())
 			continue
 		}
-		if p, ok := cleanPath(file); ok {
+		if p, ok := inventory.CleanPath(string(file)); ok {
 			owned[p] = pkg
 		} else {
-			prob.add("line %d: not a path", lr.n)
+			prob.Add("line %d: not a path", lr.Line())
 		}
 	}
 	out := inventory.Output{}
 	if len(owned) > 0 {
 		out.OwnedFiles = owned
 	}
-	return out, prob.err(in.Path, lr)
-}
-
-// cleanPath turns a listed path into the scan's form (relative, no leading
-// slash). Paths that could name something outside the root, or that are not
-// text, are refused: they are only map keys, but a key no real file can have
-// is noise.
-func cleanPath(b []byte) (string, bool) {
-	b = bytes.TrimLeft(b, "/")
-	if len(b) == 0 {
-		return "", false
-	}
-	seg := 0 // start of the current segment
-	for i := 0; i <= len(b); i++ {
-		if i < len(b) && b[i] != '/' {
-			if b[i] < 0x20 || b[i] == 0x7f {
-				return "", false
-			}
-			continue
-		}
-		switch string(b[seg:i]) {
-		case "", ".", "..":
-			return "", false
-		}
-		seg = i + 1
-	}
-	return string(b), true
+	return out, problemsErr(&prob, in.Path, lr)
 }
 
 // isDirOf reports whether next lies inside dir.

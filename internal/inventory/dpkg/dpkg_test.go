@@ -3,49 +3,30 @@ package dpkg
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
-
-func input(path string, data []byte) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o644},
-		Reader: bytes.NewReader(data),
-	}
-}
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return inventorytest.ReadFile(t, filepath.Join("testdata", name))
 }
 
 func extract(t testing.TB, path string, data []byte) inventory.Output {
 	t.Helper()
-	out, err := New().Extract(context.Background(), input(path, data))
-	if err != nil {
-		t.Fatalf("Extract(%s): %v", path, err)
-	}
-	return out
+	return inventorytest.MustExtract(t, New(), path, data)
 }
 
 func TestRequired(t *testing.T) {
-	e := New()
-	for path, want := range map[string]bool{
+	inventorytest.CheckRequired(t, New(), inventory.FileInfo{Size: 100}, map[string]bool{
 		"var/lib/dpkg/status":                           true,
 		"var/lib/dpkg/status.d/libssl3":                 true,
 		"var/lib/dpkg/status.d/libssl3.md5sums":         true,
@@ -65,11 +46,7 @@ func TestRequired(t *testing.T) {
 		"var/lib/dpkg/statusd/libssl3":                  false,
 		"usr/lib/python3/dist-packages/foo/bash.list":   false,
 		"var/lib/dpkg/info/libssl3:amd64.list.dpkg-new": false,
-	} {
-		if got := e.Required(path, inventory.FileInfo{Size: 100}); got != want {
-			t.Errorf("Required(%q) = %v, want %v", path, got, want)
-		}
-	}
+	})
 }
 
 type row struct{ Name, Version, Arch, SourceName, SourceVersion string }
@@ -279,84 +256,49 @@ func TestList(t *testing.T) {
 
 // TestHostile feeds damaged and hostile files. None may panic; truncation
 // must keep what parsed; problems must be reported, not swallowed.
+// inventorytest checks that every package has a name and a version and
+// that owned paths are clean.
 func TestHostile(t *testing.T) {
-	status := readTestdata(t, "status")
-	garbage := make([]byte, 1<<16)
-	for i := range garbage {
-		garbage[i] = byte(i*7919%251) | 0x80
+	status := string(readTestdata(t, "status"))
+	b := make([]byte, 1<<16)
+	for i := range b {
+		b[i] = byte(i*7919%251) | 0x80
 		if i%97 == 0 {
-			garbage[i] = '\n'
+			b[i] = '\n'
 		}
 	}
-	tests := []struct {
-		name, path string
-		data       []byte
-		minPkgs    int
-		maxPkgs    int
-		wantErr    string
-	}{
-		{"empty", PathStatus, nil, 0, 0, ""},
-		{"only blank lines", PathStatus, []byte("\n\n\n\n"), 0, 0, ""},
+	garbage := string(b)
+	inventorytest.RunHostile(t, New(), PathStatus, []inventorytest.Case{
+		{Name: "empty"},
+		{Name: "only blank lines", In: "\n\n\n\n"},
 		// Cut inside a stanza before its Version: the packages before it are
 		// kept and the cut one is reported.
-		{"truncated mid-stanza", PathStatus, status[:len(status)/2], 300, 400, "no Version"},
-		{"binary garbage", PathStatus, garbage, 0, 0, "not a field"},
-		{"giant line", DirStatusD + "a", append(append([]byte("Package: a\nVersion: 1\nDescription: "), bytes.Repeat([]byte("x"), 3*MaxLineLength)...), "\n\nPackage: b\nVersion: 2\n"...), 2, 2, "over 65536 bytes"},
-		{"giant line at EOF", DirStatusD + "a", append([]byte("Package: a\nVersion: 1\n\nX: "), bytes.Repeat([]byte("y"), 2*MaxLineLength)...), 1, 1, "over 65536 bytes"},
-		{"missing version", PathStatus, []byte("Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: install ok installed\nVersion: 2\n"), 1, 1, "no Version"},
-		{"missing package", PathStatus, []byte("Status: install ok installed\nVersion: 2\n"), 0, 0, "no Package"},
-		{"missing status in status file", PathStatus, []byte("Package: a\nVersion: 1\n"), 0, 0, ""},
-		{"bad source", PathStatus, []byte("Package: a\nStatus: install ok installed\nVersion: 1\nSource: b (2\n"), 1, 1, "malformed Source"},
-		{"continuation first", PathStatus, []byte(" orphan\nPackage: a\nStatus: install ok installed\nVersion: 1\n"), 1, 1, "continuation"},
-		{"long line under the limit", DirStatusD + "a", []byte("Package: a\nDepends: " + strings.Repeat("libx (>= 1), ", 3000) + "\nVersion: 1\n"), 1, 1, ""},
-		{"CRLF", DirStatusD + "a", []byte("Package: a\r\nVersion: 1\r\nArchitecture: amd64\r\n"), 1, 1, ""},
-		{"status.d not installed", DirStatusD + "a", []byte("Package: a\nStatus: deinstall ok config-files\nVersion: 1\n"), 0, 0, ""},
+		{Name: "truncated mid-stanza", In: status[:len(status)/2], Pkgs: 300, MaxPkgs: 400, ErrContains: "no Version"},
+		{Name: "binary garbage", In: garbage, ErrContains: "not a field"},
+		{Name: "giant line", Path: DirStatusD + "a", In: "Package: a\nVersion: 1\nDescription: " + strings.Repeat("x", 3*MaxLineLength) + "\n\nPackage: b\nVersion: 2\n", Pkgs: 2, ErrContains: "over 65536 bytes"},
+		{Name: "giant line at EOF", Path: DirStatusD + "a", In: "Package: a\nVersion: 1\n\nX: " + strings.Repeat("y", 2*MaxLineLength), Pkgs: 1, ErrContains: "over 65536 bytes"},
+		{Name: "missing version", In: "Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: install ok installed\nVersion: 2\n", Pkgs: 1, ErrContains: "no Version"},
+		{Name: "missing package", In: "Status: install ok installed\nVersion: 2\n", ErrContains: "no Package"},
+		{Name: "missing status in status file", In: "Package: a\nVersion: 1\n"},
+		{Name: "bad source", In: "Package: a\nStatus: install ok installed\nVersion: 1\nSource: b (2\n", Pkgs: 1, ErrContains: "malformed Source"},
+		{Name: "continuation first", In: " orphan\nPackage: a\nStatus: install ok installed\nVersion: 1\n", Pkgs: 1, ErrContains: "continuation"},
+		{Name: "long line under the limit", Path: DirStatusD + "a", In: "Package: a\nDepends: " + strings.Repeat("libx (>= 1), ", 3000) + "\nVersion: 1\n", Pkgs: 1},
+		{Name: "CRLF", Path: DirStatusD + "a", In: "Package: a\r\nVersion: 1\r\nArchitecture: amd64\r\n", Pkgs: 1},
+		{Name: "status.d not installed", Path: DirStatusD + "a", In: "Package: a\nStatus: deinstall ok config-files\nVersion: 1\n"},
 		// High bytes are legal in paths: garbage lines become owned paths,
 		// harmless map keys.
-		{"list garbage", DirInfo + "a.list", garbage, 0, 0, ""},
-		{"list traversal", DirInfo + "a.list", []byte("/.\n/../etc/passwd\n/usr/./x\n/ok\n"), 0, 0, "not a path"},
-		{"md5sums garbage", DirStatusD + "a.md5sums", garbage, 0, 0, "not an md5sums line"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := New().Extract(context.Background(), input(tt.path, tt.data))
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-			}
-			if n := len(out.Packages); n < tt.minPkgs || n > tt.maxPkgs {
-				t.Errorf("%d packages, want %d..%d", n, tt.minPkgs, tt.maxPkgs)
-			}
-			for _, p := range out.Packages {
-				if p.Name == "" || p.Version == "" {
-					t.Errorf("incomplete package %+v", p)
-				}
-			}
-			for f := range out.OwnedFiles {
-				if strings.HasPrefix(f, "/") || strings.Contains("/"+f+"/", "/../") || strings.Contains("/"+f+"/", "/./") {
-					t.Errorf("owned path %q is not clean", f)
-				}
-			}
-		})
-	}
+		{Name: "list garbage", Path: DirInfo + "a.list", In: garbage},
+		{Name: "list traversal", Path: DirInfo + "a.list", In: "/.\n/../etc/passwd\n/usr/./x\n/ok\n", ErrContains: "not a path"},
+		{Name: "md5sums garbage", Path: DirStatusD + "a.md5sums", In: garbage, ErrContains: "not an md5sums line"},
+	})
 }
 
 func TestReadError(t *testing.T) {
-	in := input(PathStatus, nil)
-	in.Reader = iotest.ErrReader(errors.New("boom"))
-	if _, err := New().Extract(context.Background(), in); err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Errorf("err = %v, want the read error", err)
-	}
+	inventorytest.CheckReadError(t, New(), PathStatus)
 }
 
 func TestCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := New().Extract(ctx, input(PathStatus, readTestdata(t, "status"))); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), PathStatus, readTestdata(t, "status"))
 }
 
 func FuzzDpkgStatus(f *testing.F) {
@@ -367,15 +309,12 @@ func FuzzDpkgStatus(f *testing.F) {
 	paths := []string{PathStatus, DirStatusD + "x", DirInfo + "x.list", DirStatusD + "x.md5sums"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, path := range paths {
-			out, _ := New().Extract(context.Background(), input(path, data))
+			// Names, versions and owned paths are checked by
+			// inventorytest.Fuzz.
+			out, _ := inventorytest.Fuzz(t, New(), path, data)
 			for _, p := range out.Packages {
-				if p.Name == "" || p.Version == "" || p.SourceName == "" || p.SourceVersion == "" {
+				if p.SourceName == "" || p.SourceVersion == "" {
 					t.Fatalf("%s: incomplete package %+v", path, p)
-				}
-			}
-			for f := range out.OwnedFiles {
-				if f == "" || strings.HasPrefix(f, "/") || strings.Contains("/"+f+"/", "/../") {
-					t.Fatalf("%s: unclean owned path %q", path, f)
 				}
 			}
 		}
@@ -383,29 +322,9 @@ func FuzzDpkgStatus(f *testing.F) {
 }
 
 func BenchmarkDpkgStatus(b *testing.B) {
-	data := readTestdata(b, "status")
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input(PathStatus, data))
-		if err != nil || len(out.Packages) < 500 {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	inventorytest.Benchmark(b, New(), PathStatus, readTestdata(b, "status"), func(out inventory.Output) bool { return len(out.Packages) >= 500 })
 }
 
 func BenchmarkDpkgList(b *testing.B) {
-	data := readTestdata(b, "info/bash.list")
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input(DirInfo+"bash.list", data))
-		if err != nil || len(out.OwnedFiles) == 0 {
-			b.Fatal(err)
-		}
-	}
+	inventorytest.Benchmark(b, New(), DirInfo+"bash.list", readTestdata(b, "info/bash.list"), func(out inventory.Output) bool { return len(out.OwnedFiles) > 0 })
 }

@@ -13,6 +13,12 @@
 // syft and trivy write them for modules; a reader of a golang PURL strips
 // the "v" to get the OSV version.
 //
+// Each package also carries the binary's platform (Package.Platform, from
+// the GOOS and GOARCH build settings) and its functions (Package.Symbols,
+// from the pclntab's function name table, which `-ldflags='-s -w'` keeps):
+// the matcher uses them to skip advisories for other platforms and to say
+// whether the vulnerable functions are in the binary, as govulncheck does.
+//
 // This package parses only the Input it is handed. It must not import
 // internal/vulndb, internal/scan or anything that opens files.
 package gobinary

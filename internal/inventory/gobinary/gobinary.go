@@ -48,44 +48,16 @@ func New() *Extractor { return &Extractor{} }
 func (*Extractor) Name() string { return Name }
 
 // Version implements inventory.Extractor.
-func (*Extractor) Version() int { return 1 }
+//
+// 2: packages carry the binary's Platform and Symbols.
+func (*Extractor) Version() int { return 2 }
 
 // Required accepts regular executable files of plausible size outside
 // directories that only hold documentation or maintainer scripts. Any
 // executable may be a Go binary whatever its name, so the path is only used
 // to exclude.
 func (*Extractor) Required(path string, info inventory.FileInfo) bool {
-	return info.Mode.IsRegular() && info.Mode&0o111 != 0 &&
-		info.Size >= minFileSize && info.Size <= MaxFileSize &&
-		!notBinaryPath(path)
-}
-
-// notBinaryPath reports paths where executable files are scripts or
-// documentation, never compiled programs. Skipping them matters because
-// every required file may be buffered in memory during an image scan.
-func notBinaryPath(path string) bool {
-	for _, dir := range [...]string{
-		"usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/locale/",
-		"usr/include/", "var/lib/dpkg/info/", "etc/",
-	} {
-		if strings.HasPrefix(path, dir) {
-			return true
-		}
-	}
-	switch ext(path) {
-	case ".sh", ".bash", ".py", ".pl", ".pm", ".rb", ".js", ".php", ".txt", ".md",
-		".html", ".json", ".xml", ".yaml", ".yml", ".conf", ".cfg", ".ini", ".h", ".c":
-		return true
-	}
-	return false
-}
-
-func ext(path string) string {
-	i := strings.LastIndexAny(path, "./")
-	if i < 0 || path[i] == '/' {
-		return ""
-	}
-	return strings.ToLower(path[i:])
+	return info.Size >= minFileSize && info.Size <= MaxFileSize && inventory.MaybeExecutable(path, info)
 }
 
 // Extract implements inventory.Extractor. A file that is not a Go
@@ -116,7 +88,16 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 		}
 		return inventory.Output{}, fmt.Errorf("read Go build info of %s: %w", in.Path, err)
 	}
-	return inventory.Output{Packages: packages(bi, in.Path)}, nil
+	pkgs := packages(bi, in.Path)
+	if len(pkgs) > 0 {
+		// One set for every package of the binary: the matcher asks it
+		// about the packages each advisory names.
+		syms := readSymbols(ra, bi)
+		for i := range pkgs {
+			pkgs[i].Symbols = syms
+		}
+	}
+	return inventory.Output{Packages: pkgs}, nil
 }
 
 // executableMagic reports the first bytes of the formats debug/buildinfo
@@ -150,7 +131,7 @@ func notGo(err error) bool {
 // packages turns build info into packages found at location: the main
 // module when it carries a real version, every dependency (the replacement
 // when one is set), the standard library, and the toolchain when the binary
-// is the go command itself.
+// is the go command itself. Each carries the binary's platform.
 //
 // Dependencies replaced by a local directory ("=> ../fork") are left out:
 // they have no version, and their code is whatever the directory held, so no
@@ -158,8 +139,9 @@ func notGo(err error) bool {
 // `go build` has version "(devel)" and is left out for the same reason.
 func packages(bi *debug.BuildInfo, location string) []inventory.Package {
 	var pkgs []inventory.Package
+	pl := platform(bi)
 	if bi.Main.Path != "" && realVersion(bi.Main.Version) {
-		pkgs = append(pkgs, module(bi.Main.Path, bi.Main.Version, location))
+		pkgs = append(pkgs, module(bi.Main.Path, bi.Main.Version, location, pl))
 	}
 	for _, dep := range bi.Deps {
 		m := dep
@@ -169,19 +151,38 @@ func packages(bi *debug.BuildInfo, location string) []inventory.Package {
 		if m.Path == "" || !realVersion(m.Version) {
 			continue
 		}
-		pkgs = append(pkgs, module(m.Path, m.Version, location))
+		pkgs = append(pkgs, module(m.Path, m.Version, location, pl))
 	}
 	if v, ok := stdlibVersion(bi.GoVersion); ok {
-		pkgs = append(pkgs, module(StdlibName, "v"+v, location))
+		pkgs = append(pkgs, module(StdlibName, "v"+v, location, pl))
 		// go-vulndb files vulnerabilities of the go command under
 		// "toolchain". Only the go command itself carries them: the other
 		// tools (cmd/compile, cmd/link...) run under it, so reporting each
 		// would repeat the same findings.
 		if bi.Path == "cmd/go" {
-			pkgs = append(pkgs, module(ToolchainName, "v"+v, location))
+			pkgs = append(pkgs, module(ToolchainName, "v"+v, location, pl))
 		}
 	}
 	return pkgs
+}
+
+// platform is "GOOS/GOARCH" from the build settings the go command
+// records (Go 1.18 and later), the same settings govulncheck reads to skip
+// advisories for other platforms; "" when either is missing.
+func platform(bi *debug.BuildInfo) string {
+	var goos, goarch string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "GOOS":
+			goos = s.Value
+		case "GOARCH":
+			goarch = s.Value
+		}
+	}
+	if goos == "" || goarch == "" || strings.Contains(goos, "/") || strings.Contains(goarch, "/") {
+		return ""
+	}
+	return goos + "/" + goarch
 }
 
 func realVersion(v string) bool {
@@ -189,8 +190,9 @@ func realVersion(v string) bool {
 }
 
 // module builds the package for a module path and a Go module version
-// ("v1.2.3"). The version is stored without "v", as OSV records write it.
-func module(path, version, location string) inventory.Package {
+// ("v1.2.3") of a binary built for platform. The version is stored without
+// "v", as OSV records write it.
+func module(path, version, location, platform string) inventory.Package {
 	ns, name := "", path
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		ns, name = path[:i], path[i+1:]
@@ -201,6 +203,7 @@ func module(path, version, location string) inventory.Package {
 		Type:      inventory.TypeGolang,
 		Ecosystem: inventory.EcosystemGo,
 		PURL:      packageurl.NewPackageURL(packageurl.TypeGolang, ns, name, version, nil, "").ToString(),
+		Platform:  platform,
 		Location:  location,
 		Extractor: Name,
 	}

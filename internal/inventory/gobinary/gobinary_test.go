@@ -5,10 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,45 +14,34 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/osv-scalibr/semantic"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
 const (
 	vulnapp   = "testdata/vulnapp-go1.21.0-linux-amd64"
 	hello     = "testdata/hello-go1.22rc1-linux-amd64"
 	buildOnly = "testdata/vulnapp-buildinfo-only.elf"
+	// vulnappSymtab is vulnapp built without -s: it keeps the ELF symbol
+	// table that `go tool nm` and govulncheck read.
+	vulnappSymtab = "testdata/vulnapp-go1.21.0-linux-amd64-symtab"
 )
 
-// input hands data to an extractor the way the scan core does: a stream
-// first, and a ReaderAt that buffers. readerAtCalls counts the buffering.
-func input(path string, data []byte, readerAtCalls *int) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o755},
-		Reader: bytes.NewReader(data),
-		ReaderAt: func() (io.ReaderAt, int64, error) {
-			if readerAtCalls != nil {
-				*readerAtCalls++
-			}
-			return bytes.NewReader(data), int64(len(data)), nil
-		},
-	}
-}
+// ignoreSymbols leaves Package.Symbols out of comparisons of package
+// lists; the tests of symbols.go check them.
+var ignoreSymbols = cmpopts.IgnoreFields(inventory.Package{}, "Symbols")
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return inventorytest.ReadFile(t, path)
 }
 
 func extract(t testing.TB, path string, data []byte) ([]inventory.Package, error) {
 	t.Helper()
-	out, err := New().Extract(context.Background(), input(path, data, nil))
+	out, err := New().Extract(context.Background(), inventorytest.Executable(path, data))
 	return out.Packages, err
 }
 
@@ -63,7 +49,7 @@ func golang(name, version, purl string) inventory.Package {
 	return inventory.Package{
 		Name: name, Version: version, PURL: purl,
 		Type: inventory.TypeGolang, Ecosystem: inventory.EcosystemGo,
-		Location: "app/bin", Extractor: Name,
+		Platform: "linux/amd64", Location: "app/bin", Extractor: Name,
 	}
 }
 
@@ -71,9 +57,12 @@ func TestExtractRealBinaries(t *testing.T) {
 	tests := []struct {
 		file string
 		want []inventory.Package
+		// symbols: the binary's function table is readable.
+		symbols bool
 	}{
 		{
-			file: vulnapp,
+			file:    vulnapp,
+			symbols: true,
 			want: []inventory.Package{
 				golang("golang.org/x/net", "0.0.0-20220722155237-a158d28d115b",
 					"pkg:golang/golang.org/x/net@v0.0.0-20220722155237-a158d28d115b"),
@@ -86,7 +75,8 @@ func TestExtractRealBinaries(t *testing.T) {
 			},
 		},
 		{
-			file: hello,
+			file:    hello,
+			symbols: true,
 			want: []inventory.Package{
 				golang("stdlib", "1.22.0-rc.1", "pkg:golang/stdlib@v1.22.0-rc.1"),
 			},
@@ -111,8 +101,13 @@ func TestExtractRealBinaries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, ignoreSymbols); diff != "" {
 				t.Errorf("packages (-want +got):\n%s", diff)
+			}
+			for _, p := range got {
+				if (p.Symbols != nil) != tt.symbols || p.Symbols != got[0].Symbols {
+					t.Errorf("%s: symbols %v; want one set shared by every package: %v", p.Name, p.Symbols, tt.symbols)
+				}
 			}
 		})
 	}
@@ -258,8 +253,9 @@ type osvRecord struct {
 
 // otherPlatform reports records whose affected code exists only on other
 // operating systems or architectures than linux/amd64. govulncheck reads
-// GOOS and GOARCH from the binary and skips them; Bulwark's matcher works
-// on versions alone (see the package report).
+// GOOS and GOARCH from the binary and skips them, and so does Bulwark's
+// matcher (internal/vulndb) with Package.Platform: this test, which
+// evaluates versions alone, leaves them out itself.
 func (r osvRecord) otherPlatform() bool {
 	for _, a := range r.Affected {
 		imps := a.EcosystemSpecific.Imports
@@ -403,7 +399,7 @@ func TestCheapRejection(t *testing.T) {
 		{},
 	} {
 		calls := 0
-		out, err := New().Extract(context.Background(), input("bin/x", data, &calls))
+		out, err := New().Extract(context.Background(), inventorytest.CountReaderAt(inventorytest.Executable("bin/x", data), &calls))
 		if err != nil || len(out.Packages) != 0 || calls != 0 {
 			t.Errorf("%q: %d packages, err %v, ReaderAt called %d times; want none", data, len(out.Packages), err, calls)
 		}
@@ -494,20 +490,20 @@ func TestHostileInputs(t *testing.T) {
 	for _, c := range cases {
 		got, err := extract(t, "bin/x", c.data)
 		if err == nil && len(got) != 0 {
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, got, ignoreSymbols); diff != "" {
 				t.Errorf("%s: packages differ from the intact binary's (-want +got):\n%s", c.name, diff)
+			}
+			// Symbols too are the true set or none: a function table cut
+			// short must not yield a partial set that hides functions.
+			if s := got[0].Symbols; s != nil && !s.Equal(want[0].Symbols) {
+				t.Errorf("%s: symbols %v; want %v or none", c.name, s, want[0].Symbols)
 			}
 		}
 	}
 }
 
 func TestCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := New().Extract(ctx, input("bin/x", readFile(t, hello), nil))
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v; want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), "bin/x", readFile(t, hello))
 }
 
 func FuzzGoBinary(f *testing.F) {
@@ -518,12 +514,13 @@ func FuzzGoBinary(f *testing.F) {
 	f.Add([]byte("MZ\x90\x00"))
 	f.Add([]byte("\xca\xfe\xba\xbe\x00\x00\x00\x02"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := New().Extract(context.Background(), input("bin/x", data, nil))
+		// Names, versions and locations are checked by inventorytest.Fuzz.
+		out, err := inventorytest.Fuzz(t, New(), "bin/x", data)
 		if err != nil {
 			return
 		}
 		for _, p := range out.Packages {
-			if p.Name == "" || p.Version == "" || !strings.HasPrefix(p.PURL, "pkg:golang/") || p.Location != "bin/x" {
+			if !strings.HasPrefix(p.PURL, "pkg:golang/") {
 				t.Fatalf("malformed package %+v", p)
 			}
 		}
@@ -531,17 +528,7 @@ func FuzzGoBinary(f *testing.F) {
 }
 
 func BenchmarkGoBinary(b *testing.B) {
-	data := readFile(b, vulnapp)
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input("bin/vulnapp", data, nil))
-		if err != nil || len(out.Packages) != 5 {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	inventorytest.Benchmark(b, New(), "bin/vulnapp", readFile(b, vulnapp), inventorytest.Packages(5))
 }
 
 // vulndbModule is the Go vulnerability database the govulncheck results in

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
 const (
@@ -24,33 +25,8 @@ const (
 	commonsText = "testdata/debian/commons-text.jar"
 )
 
-// input hands data to an extractor the way the scan core does: a stream
-// first, and a ReaderAt that buffers. readerAtCalls counts the buffering.
-func input(p string, data []byte, readerAtCalls *int) *inventory.Input {
-	return &inventory.Input{
-		Path:   p,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o644},
-		Reader: bytes.NewReader(data),
-		ReaderAt: func() (io.ReaderAt, int64, error) {
-			if readerAtCalls != nil {
-				*readerAtCalls++
-			}
-			return bytes.NewReader(data), int64(len(data)), nil
-		},
-	}
-}
-
-func readFile(t testing.TB, p string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func extractWith(e *Extractor, p string, data []byte) ([]inventory.Package, error) {
-	out, err := e.Extract(context.Background(), input(p, data, nil))
+	out, err := inventorytest.Extract(e, p, data)
 	return out.Packages, err
 }
 
@@ -118,6 +94,19 @@ next:
 	return buildZip(t, entries...)
 }
 
+// wantPackages extracts data as the file at p and compares the packages
+// with want.
+func wantPackages(t *testing.T, p string, data []byte, want []inventory.Package) {
+	t.Helper()
+	got, err := extract(p, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("packages (-want +got):\n%s", diff)
+	}
+}
+
 func pkg(name, version, purl, location, detail string) inventory.Package {
 	return inventory.Package{
 		Name: name, Version: version, PURL: purl,
@@ -146,13 +135,7 @@ func TestRealJars(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(path.Base(tt.file), func(t *testing.T) {
-			got, err := extract("usr/share/java/log4j-api.jar", readFile(t, tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("packages (-want +got):\n%s", diff)
-			}
+			wantPackages(t, "usr/share/java/log4j-api.jar", inventorytest.ReadFile(t, tt.file), tt.want)
 		})
 	}
 }
@@ -185,7 +168,7 @@ func TestInstalledDebianJars(t *testing.T) {
 			// .../log4j-core/debian/log4j-core-debian.jar
 			artifact = path.Base(path.Dir(path.Dir(f)))
 		}
-		got, err := extract(f[1:], readFile(t, f))
+		got, err := extract(f[1:], inventorytest.ReadFile(t, f))
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -202,8 +185,8 @@ func TestInstalledDebianJars(t *testing.T) {
 }
 
 func TestFallback(t *testing.T) {
-	noPomText := without(t, readFile(t, commonsText), "META-INF/maven/")
-	noPomAPI := without(t, readFile(t, log4jAPI), "META-INF/maven/")
+	noPomText := without(t, inventorytest.ReadFile(t, commonsText), "META-INF/maven/")
+	noPomAPI := without(t, inventorytest.ReadFile(t, log4jAPI), "META-INF/maven/")
 	manifestOnly := func(m string) []byte {
 		return buildZip(t, entry{name: "META-INF/MANIFEST.MF", data: []byte(m)})
 	}
@@ -266,13 +249,7 @@ func TestFallback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := extract(tt.file, tt.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("packages (-want +got):\n%s", diff)
-			}
+			wantPackages(t, tt.file, tt.data, tt.want)
 		})
 	}
 }
@@ -299,14 +276,8 @@ func TestPomProperties(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			jar := buildZip(t, entry{name: "META-INF/maven/org.example/lib/pom.properties", data: []byte(tt.props)})
-			got, err := extract("app.jar", jar)
-			if err != nil {
-				t.Fatal(err)
-			}
 			// The fallback names "app" only when a version is found; none is.
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("packages (-want +got):\n%s", diff)
-			}
+			wantPackages(t, "app.jar", jar, tt.want)
 		})
 	}
 }
@@ -379,7 +350,7 @@ func TestSplitFileName(t *testing.T) {
 
 // TestNested builds real deployment archives around the real jars.
 func TestNested(t *testing.T) {
-	api, text := readFile(t, log4jAPI), readFile(t, commonsText)
+	api, text := inventorytest.ReadFile(t, log4jAPI), inventorytest.ReadFile(t, commonsText)
 	appPom := entry{name: "META-INF/maven/com.example/app/pom.properties", data: []byte("groupId=com.example\nartifactId=app\nversion=1.0.0\n")}
 	war := buildZip(t,
 		entry{name: "META-INF/MANIFEST.MF", data: []byte("Manifest-Version: 1.0\n")},
@@ -449,13 +420,7 @@ func TestNested(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := extract(tt.file, tt.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("packages (-want +got):\n%s", diff)
-			}
+			wantPackages(t, tt.file, tt.data, tt.want)
 		})
 	}
 }
@@ -495,7 +460,7 @@ func TestNestingDepthBound(t *testing.T) {
 // TestBombs checks each bound with limits small enough to hit cheaply; the
 // packages outside the offending entry are still returned.
 func TestBombs(t *testing.T) {
-	api := readFile(t, log4jAPI)
+	api := inventorytest.ReadFile(t, log4jAPI)
 	zeros := bytes.Repeat([]byte{0}, 4<<20) // deflates to ~4 KB
 	small := limits{depth: 4, nestedSize: 1 << 20, buffered: 2 << 20, inflated: 3 << 20, entries: 1000, metaSize: 4096}
 	tests := []struct {
@@ -598,54 +563,45 @@ func TestLyingSizes(t *testing.T) {
 }
 
 func TestDamaged(t *testing.T) {
-	api := readFile(t, log4jAPI)
-	tests := []struct {
-		name    string
-		data    []byte
-		wantErr error // nil: no error
-		want    []string
-	}{
-		{name: "text file", data: []byte("this is not a jar, just text\n"), wantErr: ErrNotZip},
-		{name: "too short", data: []byte("PK"), wantErr: ErrNotZip},
-		{name: "truncated", data: api[:len(api)/2], wantErr: ErrNotZip},
-		{name: "zip magic then garbage", data: append([]byte("PK\x03\x04"), bytes.Repeat([]byte{0x5a}, 5000)...), wantErr: ErrNotZip},
-		{name: "empty zip", data: buildZip(t)},
+	api := inventorytest.ReadFile(t, log4jAPI)
+	// names checks the packages still found, and that an error names the
+	// file.
+	names := func(want ...string) func(testing.TB, inventory.Output, error) {
+		return func(t testing.TB, out inventory.Output, err error) {
+			if err != nil && !strings.Contains(err.Error(), "srv/x.jar") {
+				t.Errorf("error %q does not name the file", err)
+			}
+			var got []string
+			for _, p := range out.Packages {
+				got = append(got, p.Name)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("packages (-want +got):\n%s", diff)
+			}
+		}
+	}
+	inventorytest.RunHostile(t, New(), "srv/x.jar", []inventorytest.Case{
+		{Name: "text file", In: "this is not a jar, just text\n", ErrIs: ErrNotZip, Check: names()},
+		{Name: "too short", In: "PK", ErrIs: ErrNotZip, Check: names()},
+		{Name: "truncated", In: string(api[:len(api)/2]), ErrIs: ErrNotZip, Check: names()},
+		{Name: "zip magic then garbage", In: "PK\x03\x04" + strings.Repeat("\x5a", 5000), ErrIs: ErrNotZip, Check: names()},
+		{Name: "empty zip", In: string(buildZip(t)), Check: names()},
 		{
-			name: "corrupt nested jar", wantErr: ErrNotZip,
-			data: buildZip(t, entry{name: "WEB-INF/lib/broken.jar", data: []byte("PK\x03\x04garbage")}, entry{name: "WEB-INF/lib/api.jar", data: api}),
-			want: []string{"org.apache.logging.log4j:log4j-api"},
+			Name: "corrupt nested jar", ErrIs: ErrNotZip, Pkgs: 1, Check: names("org.apache.logging.log4j:log4j-api"),
+			In: string(buildZip(t, entry{name: "WEB-INF/lib/broken.jar", data: []byte("PK\x03\x04garbage")}, entry{name: "WEB-INF/lib/api.jar", data: api})),
 		},
 		{
 			// Entry names are data, never paths: hostile ones are reported
 			// verbatim and nothing is touched.
-			name: "traversal names",
-			data: buildZip(t, entry{name: "../../../etc/evil.jar", data: api, stored: true},
-				entry{name: "/abs/META-INF/maven/g/a/pom.properties", data: []byte("version=1")}),
-			want: []string{"org.apache.logging.log4j:log4j-api"},
+			Name: "traversal names", Pkgs: 1, Check: names("org.apache.logging.log4j:log4j-api"),
+			In: string(buildZip(t, entry{name: "../../../etc/evil.jar", data: api, stored: true},
+				entry{name: "/abs/META-INF/maven/g/a/pom.properties", data: []byte("version=1")})),
 		},
 		{
-			name: "binary manifest",
-			data: buildZip(t, entry{name: "META-INF/MANIFEST.MF", data: []byte("\x00\xff: \n \n\x01:\x02\n\n\n:")}),
+			Name: "binary manifest", Check: names(),
+			In: string(buildZip(t, entry{name: "META-INF/MANIFEST.MF", data: []byte("\x00\xff: \n \n\x01:\x02\n\n\n:")})),
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := extract("srv/x.jar", tt.data)
-			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Fatalf("err = %v; want %v", err, tt.wantErr)
-			}
-			if err != nil && !strings.Contains(err.Error(), "srv/x.jar") {
-				t.Errorf("error %q does not name the file", err)
-			}
-			var names []string
-			for _, p := range got {
-				names = append(names, p.Name)
-			}
-			if diff := cmp.Diff(tt.want, names); diff != "" {
-				t.Errorf("packages (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 // TestManyBrokenNested checks that errors from many broken nested archives
@@ -655,7 +611,7 @@ func TestManyBrokenNested(t *testing.T) {
 	for i := range 30 {
 		entries = append(entries, entry{name: "lib/broken" + strconv.Itoa(i) + ".jar", data: []byte("PK\x03\x04 no zip")})
 	}
-	entries = append(entries, entry{name: "lib/api.jar", data: readFile(t, log4jAPI)})
+	entries = append(entries, entry{name: "lib/api.jar", data: inventorytest.ReadFile(t, log4jAPI)})
 	got, err := extract("app.war", buildZip(t, entries...))
 	if err == nil || !strings.Contains(err.Error(), "and 10 more errors") || strings.Count(err.Error(), "\n") != maxErrs {
 		t.Errorf("err = %v; want %d errors and a count of the rest", err, maxErrs)
@@ -667,7 +623,7 @@ func TestManyBrokenNested(t *testing.T) {
 
 func TestCheapRejection(t *testing.T) {
 	calls := 0
-	_, err := New().Extract(context.Background(), input("a.jar", []byte("<html>not found</html>"), &calls))
+	_, err := New().Extract(context.Background(), inventorytest.CountReaderAt(inventorytest.Input("a.jar", []byte("<html>not found</html>")), &calls))
 	if !errors.Is(err, ErrNotZip) || calls != 0 {
 		t.Errorf("err %v, ReaderAt called %d times; want ErrNotZip without buffering", err, calls)
 	}
@@ -704,11 +660,7 @@ func TestRequired(t *testing.T) {
 }
 
 func TestCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := New().Extract(ctx, input("a.jar", readFile(t, log4jAPI), nil)); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v; want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), "a.jar", inventorytest.ReadFile(t, log4jAPI))
 }
 
 func FuzzJar(f *testing.F) {
@@ -722,9 +674,10 @@ func FuzzJar(f *testing.F) {
 	f.Add([]byte("#!/bin/sh\nPK\x05\x06"))
 	small := limits{depth: 4, nestedSize: 1 << 20, buffered: 2 << 20, inflated: 4 << 20, entries: 10_000, metaSize: 64 << 10}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, _ := (&Extractor{lim: small}).Extract(context.Background(), input("app/x.war", data, nil))
+		// Names, versions and locations are checked by inventorytest.Fuzz.
+		out, _ := inventorytest.Fuzz(t, &Extractor{lim: small}, "app/x.war", data)
 		for _, p := range out.Packages {
-			if p.Name == "" || p.Version == "" || p.Location != "app/x.war" || !strings.HasPrefix(p.PURL, "pkg:maven/") {
+			if !strings.HasPrefix(p.PURL, "pkg:maven/") {
 				t.Fatalf("malformed package %+v", p)
 			}
 		}
@@ -732,7 +685,7 @@ func FuzzJar(f *testing.F) {
 }
 
 func BenchmarkJar(b *testing.B) {
-	data := readFile(b, log4jAPI)
+	data := inventorytest.ReadFile(b, log4jAPI)
 	benchmark(b, "usr/share/java/log4j-api.jar", data, 1)
 }
 
@@ -740,22 +693,13 @@ func BenchmarkJar(b *testing.B) {
 // into memory) and one stored (read in place).
 func BenchmarkWar(b *testing.B) {
 	war := buildZip(b,
-		entry{name: "WEB-INF/lib/log4j-api-2.19.0.jar", data: readFile(b, log4jAPI)},
-		entry{name: "WEB-INF/lib/commons-text-1.10.0.jar", data: readFile(b, commonsText), stored: true})
+		entry{name: "WEB-INF/lib/log4j-api-2.19.0.jar", data: inventorytest.ReadFile(b, log4jAPI)},
+		entry{name: "WEB-INF/lib/commons-text-1.10.0.jar", data: inventorytest.ReadFile(b, commonsText), stored: true})
 	benchmark(b, "srv/app.war", war, 2)
 }
 
 func benchmark(b *testing.B, p string, data []byte, want int) {
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input(p, data, nil))
-		if err != nil || len(out.Packages) != want {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	inventorytest.Benchmark(b, New(), p, data, inventorytest.Packages(want))
 }
 
 func TestGroupFromSymbolicName(t *testing.T) {

@@ -1,11 +1,6 @@
 package npm
 
 import (
-	"bytes"
-	"cmp"
-	"fmt"
-	"io"
-	"slices"
 	"strings"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
@@ -20,31 +15,12 @@ const (
 	MaxLockfileSize    = 64 << 20
 )
 
-// readLimited reads all of r, failing with inventory.ErrTooLarge once more
-// than limit bytes are seen, so a hostile file cannot exhaust memory.
+// readLimited reads the whole file, at most limit bytes of it (see
+// inventory.ReadAll). Editors on Windows write a UTF-8 byte order mark; npm
+// and yarn ignore it, encoding/json does not.
 func readLimited(in *inventory.Input, limit int64) ([]byte, error) {
-	if in.Info.Size > limit {
-		return nil, fmt.Errorf("%s: %d bytes, limit %d: %w", in.Path, in.Info.Size, limit, inventory.ErrTooLarge)
-	}
-	// Size the buffer from the declared size: package.json files are read
-	// by the thousand, and io.ReadAll's doubling from 512 bytes dominates
-	// their cost otherwise. bytes.Buffer wants MinRead spare bytes.
-	n := in.Info.Size
-	if n <= 0 || n > limit {
-		n = 0
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
-	_, err := buf.ReadFrom(io.LimitReader(in.Reader, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", in.Path, err)
-	}
-	b := buf.Bytes()
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: more than %d bytes: %w", in.Path, limit, inventory.ErrTooLarge)
-	}
-	// Editors on Windows write a UTF-8 byte order mark; npm and yarn
-	// ignore it, encoding/json does not.
-	return bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), nil
+	b, err := inventory.ReadAll(in, limit)
+	return inventory.TrimBOM(b), err
 }
 
 // purl returns the package URL of an npm package; a scope becomes the PURL
@@ -108,36 +84,6 @@ func validVersion(s string) bool {
 		}
 	}
 	return true
-}
-
-// dedup collects packages of one file, merging identical name@version pairs.
-type dedup struct {
-	index map[string]int
-	pkgs  []inventory.Package
-}
-
-func (d *dedup) add(p inventory.Package) {
-	if d.index == nil {
-		d.index = make(map[string]int)
-	}
-	key := p.Name + "@" + p.Version
-	if i, ok := d.index[key]; ok {
-		q := &d.pkgs[i]
-		q.Dev = q.Dev && p.Dev
-		q.Indirect = q.Indirect && p.Indirect
-		return
-	}
-	d.index[key] = len(d.pkgs)
-	d.pkgs = append(d.pkgs, p)
-}
-
-// sorted returns the packages ordered by name and version, so results do not
-// depend on map iteration order.
-func (d *dedup) sorted() []inventory.Package {
-	slices.SortFunc(d.pkgs, func(a, b inventory.Package) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
-	})
-	return d.pkgs
 }
 
 // isNodeModulesPath reports whether p lies below a node_modules directory.

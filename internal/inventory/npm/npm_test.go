@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,90 +12,9 @@ import (
 	"testing"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// walk hands every regular file below root that ex requires to ex, as the
-// scan core does, and returns everything found.
-func walk(t testing.TB, ex inventory.Extractor, root string) []inventory.Package {
-	t.Helper()
-	var out []inventory.Package
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fi := inventory.FileInfo{Size: info.Size(), Mode: info.Mode()}
-		if !ex.Required(rel, fi) {
-			return nil
-		}
-		o, err := extractFile(ex, p, rel, fi)
-		if err != nil {
-			t.Errorf("Extract(%s): %v", rel, err)
-			return nil
-		}
-		out = append(out, o.Packages...)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func extractFile(ex inventory.Extractor, file, rel string, fi inventory.FileInfo) (inventory.Output, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return inventory.Output{}, err
-	}
-	defer f.Close()
-	return ex.Extract(context.Background(), &inventory.Input{Path: rel, Info: fi, Reader: f})
-}
-
-func extractBytes(ex inventory.Extractor, rel string, b []byte) (inventory.Output, error) {
-	return ex.Extract(context.Background(), &inventory.Input{
-		Path: rel, Info: inventory.FileInfo{Size: int64(len(b))}, Reader: bytes.NewReader(b),
-	})
-}
-
-// golden compares got with testdata/golden/name.json, rewriting it with -update.
-func golden(t *testing.T, name string, got []inventory.Package) {
-	t.Helper()
-	file := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		b, err := json.MarshalIndent(got, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	var want []inventory.Package
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", file, diff)
-	}
-}
 
 func ids(pkgs []inventory.Package) map[string]inventory.Package {
 	m := make(map[string]inventory.Package, len(pkgs))
@@ -141,23 +58,13 @@ func TestPackageJSONRequired(t *testing.T) {
 }
 
 func TestRequiredDoesNotAllocate(t *testing.T) {
-	pj, lf := NewPackageJSON(), NewLockfile()
-	paths := []string{
+	inventorytest.CheckRequiredNoAllocs(t, []string{
 		"app/node_modules/@babel/traverse/package.json",
 		"app/node_modules/workerpool/examples/embeddedWorker/package.json",
 		"usr/lib/python3/dist-packages/foo.py",
 		"app/package-lock.json",
 		"app/node_modules/x/yarn.lock",
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		for _, p := range paths {
-			pj.Required(p, inventory.FileInfo{})
-			lf.Required(p, inventory.FileInfo{})
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("Required allocates %v times per run", allocs)
-	}
+	}, NewPackageJSON(), NewLockfile())
 }
 
 func TestLockfileRequired(t *testing.T) {
@@ -189,9 +96,9 @@ func TestLockfileRequired(t *testing.T) {
 // TestInstalled extracts the real node_modules tree npm 11 installed for
 // testdata/installed/app/package.json.
 func TestInstalled(t *testing.T) {
-	got := walk(t, NewPackageJSON(), filepath.Join("testdata", "installed"))
+	got := inventorytest.Walk(t, NewPackageJSON(), filepath.Join("testdata", "installed"))
 	slices.SortFunc(got, func(a, b inventory.Package) int { return strings.Compare(a.Location, b.Location) })
-	golden(t, "installed", got)
+	inventorytest.Golden(t, "installed", got)
 
 	byID := ids(got)
 	for _, id := range []string{"lodash@4.17.15", "minimist@1.2.0", "@babel/traverse@7.20.0", "express@4.17.1", "mocha@8.0.0"} {
@@ -218,7 +125,7 @@ func TestInstalled(t *testing.T) {
 
 	// npm wrote the lock file from the same install: both must list exactly
 	// the same packages at the same places.
-	lock := walk(t, NewLockfile(), filepath.Join("testdata", "installed"))
+	lock := inventorytest.Walk(t, NewLockfile(), filepath.Join("testdata", "installed"))
 	if len(lock) == 0 {
 		t.Fatal("no lock file packages")
 	}
@@ -236,7 +143,7 @@ func TestInstalled(t *testing.T) {
 			Optional bool   `json:"optional"`
 		} `json:"packages"`
 	}
-	if err := json.Unmarshal(readTestdata(t, "testdata/installed/app/package-lock.json"), &raw); err != nil {
+	if err := json.Unmarshal(inventorytest.ReadFile(t, "testdata/installed/app/package-lock.json"), &raw); err != nil {
 		t.Fatal(err)
 	}
 	optional := make(map[string]bool)
@@ -295,11 +202,7 @@ func extractLock(t *testing.T, path string) []inventory.Package {
 	if !ex.Required(rel, inventory.FileInfo{Size: fi.Size()}) {
 		t.Fatalf("Required(%s) = false", rel)
 	}
-	o, err := extractFile(ex, path, rel, inventory.FileInfo{Size: fi.Size()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o.Packages
+	return inventorytest.MustExtract(t, ex, rel, inventorytest.ReadFile(t, path)).Packages
 }
 
 // TestLockfiles reads lock files that npm 6, npm 11, yarn 1, yarn 4 and pnpm
@@ -309,7 +212,7 @@ func TestLockfiles(t *testing.T) {
 	for _, lf := range lockfiles {
 		t.Run(lf.name, func(t *testing.T) {
 			got := extractLock(t, lf.path)
-			golden(t, "lock-"+lf.name, got)
+			inventorytest.Golden(t, "lock-"+lf.name, got)
 			byID := ids(got)
 			if len(byID) != len(got) {
 				t.Errorf("duplicates: %d packages, %d distinct", len(got), len(byID))
@@ -420,39 +323,22 @@ func recordsIndirect(name string) bool { return name != "npm-v1" && !strings.Has
 func TestHostilePackageJSON(t *testing.T) {
 	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
 	giant := `{"name":"a","version":"1.0.0","description":"` + strings.Repeat("x", 4<<20) + `"}`
-	tests := []struct {
-		name    string
-		in      string
-		wantErr bool
-		wantPkg bool
-	}{
-		{"empty", "", true, false},
-		{"truncated", `{"name":"lodash","vers`, true, false},
-		{"not json", "\x00\x01\x02", true, false},
-		{"deep nesting", `{"name":"a","version":"1.0.0","x":` + deep + `}`, true, false},
-		{"giant string within bounds", giant, false, true},
-		{"name wrong type", `{"name":1,"version":"1.0.0"}`, true, false},
-		{"version wrong type", `{"name":"a","version":{"x":1}}`, true, false},
-		{"license wrong type", `{"name":"a","version":"1.0.0","license":[1,{"type":7}],"licenses":{"x":1}}`, false, true},
-		{"top-level array", `[1,2,3]`, true, false},
-		{"no version", `{"name":"a"}`, false, false},
-		{"path-like name", `{"name":"../../etc","version":"1.0.0"}`, false, false},
-		{"url version", `{"name":"a","version":"git+https://x/y"}`, false, false},
-		{"null", `null`, false, false},
-		{"byte order mark", "\xef\xbb\xbf{\"name\":\"a\",\"version\":\"1.0.0\"}", false, true},
-	}
-	ex := NewPackageJSON()
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := extractBytes(ex, "node_modules/a/package.json", []byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Errorf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if (len(o.Packages) > 0) != tt.wantPkg {
-				t.Errorf("packages = %+v, want some: %v", o.Packages, tt.wantPkg)
-			}
-		})
-	}
+	inventorytest.RunHostile(t, NewPackageJSON(), "node_modules/a/package.json", []inventorytest.Case{
+		{Name: "empty", In: "", WantErr: true},
+		{Name: "truncated", In: `{"name":"lodash","vers`, WantErr: true},
+		{Name: "not json", In: "\x00\x01\x02", WantErr: true},
+		{Name: "deep nesting", In: `{"name":"a","version":"1.0.0","x":` + deep + `}`, WantErr: true},
+		{Name: "giant string within bounds", In: giant, Pkgs: 1},
+		{Name: "name wrong type", In: `{"name":1,"version":"1.0.0"}`, WantErr: true},
+		{Name: "version wrong type", In: `{"name":"a","version":{"x":1}}`, WantErr: true},
+		{Name: "license wrong type", In: `{"name":"a","version":"1.0.0","license":[1,{"type":7}],"licenses":{"x":1}}`, Pkgs: 1},
+		{Name: "top-level array", In: `[1,2,3]`, WantErr: true},
+		{Name: "no version", In: `{"name":"a"}`},
+		{Name: "path-like name", In: `{"name":"../../etc","version":"1.0.0"}`},
+		{Name: "url version", In: `{"name":"a","version":"git+https://x/y"}`},
+		{Name: "null", In: `null`},
+		{Name: "byte order mark", In: "\xef\xbb\xbf{\"name\":\"a\",\"version\":\"1.0.0\"}", Pkgs: 1},
+	})
 }
 
 // TestTooLarge checks both bounds: the declared size and the bytes actually
@@ -461,15 +347,15 @@ func TestHostilePackageJSON(t *testing.T) {
 func TestTooLarge(t *testing.T) {
 	big := bytes.Repeat([]byte(" "), MaxPackageJSONSize+1)
 	ex := NewPackageJSON()
-	_, err := ex.Extract(context.Background(), &inventory.Input{
-		Path: "node_modules/a/package.json", Info: inventory.FileInfo{Size: 1}, Reader: bytes.NewReader(big),
-	})
+	in := inventorytest.Input("node_modules/a/package.json", big)
+	in.Info.Size = 1
+	_, err := ex.Extract(context.Background(), in)
 	if !errors.Is(err, inventory.ErrTooLarge) {
 		t.Errorf("streamed: err = %v, want ErrTooLarge", err)
 	}
-	_, err = NewLockfile().Extract(context.Background(), &inventory.Input{
-		Path: "yarn.lock", Info: inventory.FileInfo{Size: MaxLockfileSize + 1}, Reader: strings.NewReader(""),
-	})
+	in = inventorytest.Input("yarn.lock", nil)
+	in.Info.Size = MaxLockfileSize + 1
+	_, err = NewLockfile().Extract(context.Background(), in)
 	if !errors.Is(err, inventory.ErrTooLarge) {
 		t.Errorf("declared: err = %v, want ErrTooLarge", err)
 	}
@@ -479,42 +365,30 @@ func TestHostileLockfiles(t *testing.T) {
 	deepJSON := `{"lockfileVersion":1,"dependencies":` + strings.Repeat(`{"a":{"version":"1.0.0","dependencies":`, 20000) + "{}" + strings.Repeat("}}", 20000) + "}"
 	deepYAML := "lockfileVersion: '9.0'\npackages:\n  x: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n"
 	aliasBomb := "lockfileVersion: '9.0'\na: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
-	tests := []struct {
-		name, path, in string
-		wantErr        bool
-	}{
-		{"npm truncated", "package-lock.json", `{"lockfileVersion":3,"packages":{"node_modules/a":{"version":"1.`, true},
-		{"npm deep nesting", "package-lock.json", deepJSON, true},
-		{"npm packages wrong type", "package-lock.json", `{"lockfileVersion":3,"packages":[1,2]}`, true},
-		{"npm entry wrong type", "package-lock.json", `{"lockfileVersion":3,"packages":{"node_modules/a":{"version":7}}}`, true},
-		{"npm root deps wrong type", "package-lock.json", `{"lockfileVersion":3,"packages":{"":{"dependencies":[1]},"node_modules/a":{"version":"1.0.0"}}}`, true},
-		{"npm v1 wrong type", "package-lock.json", `{"lockfileVersion":1,"dependencies":{"a":"1.0.0"}}`, true},
-		{"npm empty object", "package-lock.json", `{}`, false},
-		{"npm keys that escape", "package-lock.json", `{"lockfileVersion":3,"packages":{"node_modules/../../x":{"version":"1.0.0"},"node_modules/":{"version":"1.0.0"},"xnode_modules/a":{"version":"1.0.0"}}}`, false},
-		{"yarn garbage", "yarn.lock", "\x00\xff\xfe:\n  version\n  version \"\n\"", false},
-		{"yarn giant line", "yarn.lock", "a@^1:\n  version \"" + strings.Repeat("1", 8<<20) + "\"\n", false},
-		{"yarn only keys", "yarn.lock", strings.Repeat("a@1:\n", 10000), false},
+	inventorytest.RunHostile(t, NewLockfile(), "package-lock.json", []inventorytest.Case{
+		{Name: "npm truncated", In: `{"lockfileVersion":3,"packages":{"node_modules/a":{"version":"1.`, WantErr: true},
+		{Name: "npm deep nesting", In: deepJSON, WantErr: true},
+		{Name: "npm packages wrong type", In: `{"lockfileVersion":3,"packages":[1,2]}`, WantErr: true},
+		{Name: "npm entry wrong type", In: `{"lockfileVersion":3,"packages":{"node_modules/a":{"version":7}}}`, WantErr: true},
+		{Name: "npm root deps wrong type", In: `{"lockfileVersion":3,"packages":{"":{"dependencies":[1]},"node_modules/a":{"version":"1.0.0"}}}`, WantErr: true},
+		{Name: "npm v1 wrong type", In: `{"lockfileVersion":1,"dependencies":{"a":"1.0.0"}}`, WantErr: true},
+		{Name: "npm empty object", In: `{}`},
+		{Name: "npm keys that escape", In: `{"lockfileVersion":3,"packages":{"node_modules/../../x":{"version":"1.0.0"},"node_modules/":{"version":"1.0.0"},"xnode_modules/a":{"version":"1.0.0"}}}`},
+		{Name: "yarn garbage", Path: "yarn.lock", In: "\x00\xff\xfe:\n  version\n  version \"\n\""},
+		{Name: "yarn giant line", Path: "yarn.lock", In: "a@^1:\n  version \"" + strings.Repeat("1", 8<<20) + "\"\n"},
+		{Name: "yarn only keys", Path: "yarn.lock", In: strings.Repeat("a@1:\n", 10000)},
 		// pnpm-lock.yaml is read line by line (see readPnpmLock): nesting
 		// and aliases cost nothing; a file without lockfileVersion is not
 		// a pnpm lock file.
-		{"pnpm truncated", "pnpm-lock.yaml", "lockfileVersion: '9.0'\npackages:\n  'a@1.0.0':\n    resolution: {integ", false},
-		{"pnpm deep nesting", "pnpm-lock.yaml", deepYAML, false},
-		{"pnpm alias bomb", "pnpm-lock.yaml", aliasBomb, false},
-		{"pnpm wrong types", "pnpm-lock.yaml", "lockfileVersion: [1]\npackages: [1, 2]\n", true},
-		{"pnpm no version", "pnpm-lock.yaml", "packages:\n  /a@1.0.0:\n    dev: false\n", true},
-		{"pnpm garbage", "pnpm-lock.yaml", "\x00\xff:\n  ': x\n  \"\\\n", true},
-		{"pnpm giant line", "pnpm-lock.yaml", "lockfileVersion: '9.0'\npackages:\n  '" + strings.Repeat("a", 8<<20) + "@1.0.0': {}\n", false},
-		{"pnpm dependency cycle", "pnpm-lock.yaml", "lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      a: {specifier: '1', version: 1.0.0}\npackages:\n  a@1.0.0: {}\n  b@1.0.0: {}\nsnapshots:\n  a@1.0.0:\n    dependencies: {b: 1.0.0}\n  b@1.0.0:\n    dependencies: {a: 1.0.0}\n", false},
-	}
-	ex := NewLockfile()
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := extractBytes(ex, tt.path, []byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Errorf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-		})
-	}
+		{Name: "pnpm truncated", Path: "pnpm-lock.yaml", In: "lockfileVersion: '9.0'\npackages:\n  'a@1.0.0':\n    resolution: {integ", Pkgs: 1},
+		{Name: "pnpm deep nesting", Path: "pnpm-lock.yaml", In: deepYAML},
+		{Name: "pnpm alias bomb", Path: "pnpm-lock.yaml", In: aliasBomb},
+		{Name: "pnpm wrong types", Path: "pnpm-lock.yaml", In: "lockfileVersion: [1]\npackages: [1, 2]\n", WantErr: true},
+		{Name: "pnpm no version", Path: "pnpm-lock.yaml", In: "packages:\n  /a@1.0.0:\n    dev: false\n", WantErr: true},
+		{Name: "pnpm garbage", Path: "pnpm-lock.yaml", In: "\x00\xff:\n  ': x\n  \"\\\n", WantErr: true},
+		{Name: "pnpm giant line", Path: "pnpm-lock.yaml", In: "lockfileVersion: '9.0'\npackages:\n  '" + strings.Repeat("a", 8<<20) + "@1.0.0': {}\n"},
+		{Name: "pnpm dependency cycle", Path: "pnpm-lock.yaml", In: "lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      a: {specifier: '1', version: 1.0.0}\npackages:\n  a@1.0.0: {}\n  b@1.0.0: {}\nsnapshots:\n  a@1.0.0:\n    dependencies: {b: 1.0.0}\n  b@1.0.0:\n    dependencies: {a: 1.0.0}\n", Pkgs: 2},
+	})
 }
 
 // TestPnpmDevThroughGraph checks the 9.0 dev computation on a cycle and a
@@ -541,7 +415,7 @@ snapshots:
     dependencies: {b: 1.0.0, e: 2.0.0}
   e@2.0.0: {}
 `
-	o, err := extractBytes(NewLockfile(), "pnpm-lock.yaml", []byte(in))
+	o, err := inventorytest.Extract(NewLockfile(), "pnpm-lock.yaml", []byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,65 +435,16 @@ snapshots:
 	}
 }
 
-func readTestdata(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
 func BenchmarkPackageLock(b *testing.B) {
 	for _, lf := range lockfiles {
-		data := readTestdata(b, lf.path)
+		data := inventorytest.ReadFile(b, lf.path)
 		rel := strings.TrimPrefix(lf.path, "testdata/")
 		b.Run(lf.name, func(b *testing.B) {
-			ex := NewLockfile()
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				o, err := extractBytes(ex, rel, data)
-				if err != nil || len(o.Packages) == 0 {
-					b.Fatal(err, len(o.Packages))
-				}
-			}
+			inventorytest.Benchmark(b, NewLockfile(), rel, data, func(o inventory.Output) bool { return len(o.Packages) > 0 })
 		})
 	}
 }
 
 func BenchmarkPackageJSON(b *testing.B) {
-	root := filepath.Join("testdata", "installed", "app", "node_modules")
-	type file struct {
-		rel  string
-		data []byte
-	}
-	var files []file
-	var total int64
-	ex := NewPackageJSON()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel := filepath.ToSlash(p)
-		if ex.Required(rel, inventory.FileInfo{}) {
-			data := readTestdata(b, p)
-			files = append(files, file{rel, data})
-			total += int64(len(data))
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(total)
-	b.ReportAllocs()
-	b.ReportMetric(float64(len(files)), "files/op")
-	for b.Loop() {
-		for _, f := range files {
-			if _, err := extractBytes(ex, f.rel, f.data); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	inventorytest.BenchmarkWalk(b, NewPackageJSON(), filepath.Join("testdata", "installed"))
 }

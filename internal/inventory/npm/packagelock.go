@@ -50,7 +50,7 @@ func parsePackageLock(ctx context.Context, b []byte, location, extractor string)
 	if err := json.Unmarshal(b, &lock); err != nil {
 		return nil, fmt.Errorf("parse package lock %s: %w", location, err)
 	}
-	var d dedup
+	var d inventory.Dedup
 	if lock.Packages != nil {
 		direct, err := rootDependencies(lock.Packages[""])
 		if err != nil {
@@ -81,14 +81,14 @@ func parsePackageLock(ctx context.Context, b []byte, location, extractor string)
 			// root depends on it by is a direct dependency.
 			p.Indirect = i != 0 || !direct[pathName]
 			p.Licenses = licenses(e.License, nil)
-			d.add(p)
+			d.Add(p)
 		}
-		return d.sorted(), nil
+		return d.Sorted(), nil
 	}
 	if err := walkLockV1(ctx, lock.Dependencies, location, extractor, &d); err != nil {
 		return nil, err
 	}
-	return d.sorted(), nil
+	return d.Sorted(), nil
 }
 
 // rootDependencies returns the names the project itself depends on.
@@ -111,7 +111,7 @@ func rootDependencies(root lockPackage) (map[string]bool, error) {
 
 // walkLockV1 walks the nested lockfileVersion 1 tree. The recursion depth is
 // bounded by encoding/json's own nesting limit.
-func walkLockV1(ctx context.Context, deps map[string]lockV1Object, location, extractor string, d *dedup) error {
+func walkLockV1(ctx context.Context, deps map[string]lockV1Object, location, extractor string, d *inventory.Dedup) error {
 	for key, e := range deps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -126,7 +126,7 @@ func walkLockV1(ctx context.Context, deps map[string]lockV1Object, location, ext
 		if validName(name) && validVersion(version) {
 			p := newPackage(name, version, location, extractor)
 			p.Dev = e.Dev
-			d.add(p)
+			d.Add(p)
 		}
 		if err := walkLockV1(ctx, e.Dependencies, location, extractor, d); err != nil {
 			return err

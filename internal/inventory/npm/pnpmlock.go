@@ -107,11 +107,7 @@ func readPnpmLock(ctx context.Context, b []byte) (pnpmLock, error) {
 	}
 	for len(b) > 0 {
 		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return lock, err
@@ -380,7 +376,7 @@ func parsePnpmLock(ctx context.Context, b []byte, location, extractor string) ([
 		}
 	}
 
-	var d dedup
+	var d inventory.Dedup
 	for key, e := range lock.Packages {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -400,9 +396,9 @@ func parsePnpmLock(ctx context.Context, b []byte, location, extractor string) ([
 		} else {
 			p.Dev = e.Dev != nil && *e.Dev
 		}
-		d.add(p)
+		d.Add(p)
 	}
-	return d.sorted(), nil
+	return d.Sorted(), nil
 }
 
 // pnpmProduction returns the name@version of every package reachable from a

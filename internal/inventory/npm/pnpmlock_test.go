@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
 // UnmarshalYAML lets the reference decoder read both shapes of a
@@ -32,7 +34,7 @@ func TestPnpmReaderMatchesYAML(t *testing.T) {
 	inputs := map[string][]byte{}
 	for _, lf := range lockfiles {
 		if len(lf.name) > 4 && lf.name[:4] == "pnpm" {
-			inputs[lf.name] = readTestdata(t, lf.path)
+			inputs[lf.name] = inventorytest.ReadFile(t, lf.path)
 		}
 	}
 	inputs["workspace v5"] = []byte(`lockfileVersion: 5.4

@@ -17,23 +17,19 @@ import (
 // fields kept.
 func parseYarnLock(ctx context.Context, b []byte, location, extractor string) ([]inventory.Package, error) {
 	var (
-		d     dedup
+		d     inventory.Dedup
 		entry yarnEntry
 		n     int
 	)
 	flush := func() {
 		if name, version, ok := entry.resolve(); ok {
-			d.add(newPackage(name, version, location, extractor))
+			d.Add(newPackage(name, version, location, extractor))
 		}
 		entry = yarnEntry{}
 	}
 	for len(b) > 0 {
 		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -58,7 +54,7 @@ func parseYarnLock(ctx context.Context, b []byte, location, extractor string) ([
 		}
 	}
 	flush()
-	return d.sorted(), nil
+	return d.Sorted(), nil
 }
 
 type yarnEntry struct {

@@ -3,8 +3,6 @@ package osrelease
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"strings"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
@@ -58,12 +56,9 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (inventory.O
 	if err := ctx.Err(); err != nil {
 		return inventory.Output{}, err
 	}
-	data, err := io.ReadAll(io.LimitReader(in.Reader, MaxFileSize+1))
+	data, err := inventory.ReadAll(in, MaxFileSize)
 	if err != nil {
-		return inventory.Output{}, fmt.Errorf("read %s: %w", in.Path, err)
-	}
-	if len(data) > MaxFileSize {
-		return inventory.Output{}, fmt.Errorf("read %s: %w: over %d bytes", in.Path, inventory.ErrTooLarge, MaxFileSize)
+		return inventory.Output{}, err
 	}
 	var os *inventory.OS
 	switch in.Path {

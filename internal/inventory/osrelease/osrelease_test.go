@@ -1,39 +1,17 @@
 package osrelease
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
-func input(path string, data []byte) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o644},
-		Reader: bytes.NewReader(data),
-	}
-}
-
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestRequired(t *testing.T) {
-	e := New()
-	for path, want := range map[string]bool{
+	inventorytest.CheckRequired(t, New(), inventory.FileInfo{Size: 100}, map[string]bool{
 		"etc/os-release":         true,
 		"usr/lib/os-release":     true,
 		"etc/alpine-release":     true,
@@ -50,11 +28,7 @@ func TestRequired(t *testing.T) {
 		"var/lib/dpkg/status":    false,
 		"x/etc/os-release":       false,
 		"etc/os-release/nothing": false,
-	} {
-		if got := e.Required(path, inventory.FileInfo{Size: 100}); got != want {
-			t.Errorf("Required(%q) = %v, want %v", path, got, want)
-		}
-	}
+	})
 }
 
 // TestExtractRealFiles reads real release files and checks the OS, the OSV
@@ -121,10 +95,7 @@ func TestExtractRealFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			out, err := New().Extract(context.Background(), input(tt.path, readTestdata(t, tt.file)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := inventorytest.MustExtract(t, New(), tt.path, inventorytest.ReadFile(t, "testdata/"+tt.file))
 			if out.OS == nil {
 				t.Fatal("no OS detected")
 			}
@@ -244,65 +215,52 @@ func TestPURL(t *testing.T) {
 }
 
 // TestHostile feeds files that are not release files: none may panic, and
-// none may yield an OS that was not there.
+// none may yield an OS that was not there (inventorytest checks that an OS
+// found has an ID).
 func TestHostile(t *testing.T) {
 	garbage := make([]byte, 4096)
 	for i := range garbage {
 		garbage[i] = byte(i * 7919 % 251)
 	}
-	tests := []struct {
-		name, path string
-		data       []byte
-		wantOS     bool
-		wantErr    error
-	}{
-		{"empty os-release", "etc/os-release", nil, false, nil},
-		{"binary os-release", "etc/os-release", garbage, false, nil},
-		{"binary alpine-release", "etc/alpine-release", garbage, false, nil},
-		{"binary debian_version", "etc/debian_version", garbage, false, nil},
-		{"binary redhat-release", "etc/redhat-release", garbage, false, nil},
-		{"truncated os-release", "etc/os-release", readTestdata(t, "ubuntu-22.04.os-release")[:30], true, nil},
-		{"giant line", "etc/os-release", []byte("ID=" + strings.Repeat("x", MaxFileSize-10) + "\n"), true, nil},
-		{"too large", "etc/os-release", bytes.Repeat([]byte("ID=debian\n"), MaxFileSize/10+1), false, inventory.ErrTooLarge},
-		{"unknown redhat product", "etc/redhat-release", []byte("Foo Linux release 1.0 (Bar)\n"), false, nil},
-		{"redhat without version", "etc/redhat-release", []byte("AlmaLinux release (x)\n"), false, nil},
-		{"debian_version word", "etc/debian_version", []byte("hello\n"), false, nil},
-		{"alpine-release word", "etc/alpine-release", []byte("edge\n"), false, nil},
-		{"no ID", "etc/os-release", []byte("NAME=\"Some Linux\"\n"), true, nil},
+	hasOS := func(want bool) func(testing.TB, inventory.Output, error) {
+		return func(t testing.TB, out inventory.Output, _ error) {
+			if (out.OS != nil) != want {
+				t.Errorf("OS = %+v, want OS: %v", out.OS, want)
+			}
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := New().Extract(context.Background(), input(tt.path, tt.data))
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			}
-			if (out.OS != nil) != tt.wantOS {
-				t.Errorf("OS = %+v, want OS: %v", out.OS, tt.wantOS)
-			}
-			if out.OS != nil && out.OS.ID == "" {
-				t.Errorf("OS without ID: %+v", out.OS)
-			}
-		})
-	}
+	ubuntu := string(inventorytest.ReadFile(t, "testdata/ubuntu-22.04.os-release"))
+	inventorytest.RunHostile(t, New(), PathOSRelease, []inventorytest.Case{
+		{Name: "empty os-release", Check: hasOS(false)},
+		{Name: "binary os-release", In: string(garbage), Check: hasOS(false)},
+		{Name: "binary alpine-release", Path: PathAlpine, In: string(garbage), Check: hasOS(false)},
+		{Name: "binary debian_version", Path: PathDebian, In: string(garbage), Check: hasOS(false)},
+		{Name: "binary redhat-release", Path: PathRedHat, In: string(garbage), Check: hasOS(false)},
+		{Name: "truncated os-release", In: ubuntu[:30], Check: hasOS(true)},
+		{Name: "giant line", In: "ID=" + strings.Repeat("x", MaxFileSize-10) + "\n", Check: hasOS(true)},
+		{Name: "too large", In: strings.Repeat("ID=debian\n", MaxFileSize/10+1), ErrIs: inventory.ErrTooLarge, Check: hasOS(false)},
+		{Name: "unknown redhat product", Path: PathRedHat, In: "Foo Linux release 1.0 (Bar)\n", Check: hasOS(false)},
+		{Name: "redhat without version", Path: PathRedHat, In: "AlmaLinux release (x)\n", Check: hasOS(false)},
+		{Name: "debian_version word", Path: PathDebian, In: "hello\n", Check: hasOS(false)},
+		{Name: "alpine-release word", Path: PathAlpine, In: "edge\n", Check: hasOS(false)},
+		{Name: "no ID", In: "NAME=\"Some Linux\"\n", Check: hasOS(true)},
+	})
 }
 
 func TestExtractCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := New().Extract(ctx, input("etc/os-release", []byte("ID=debian\n"))); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), PathOSRelease, []byte("ID=debian\n"))
 }
 
 func FuzzOSRelease(f *testing.F) {
 	for _, name := range []string{"debian-12.os-release", "ubuntu-22.04.os-release", "rhel-9.os-release", "alpine-3.18.alpine-release", "rhel-9.redhat-release"} {
-		f.Add(readTestdata(f, name))
+		f.Add(inventorytest.ReadFile(f, "testdata/"+name))
 	}
 	f.Add([]byte("ID=\"\\\""))
 	paths := []string{PathOSRelease, PathAlpine, PathDebian, PathRedHat}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, p := range paths {
-			out, err := New().Extract(context.Background(), input(p, data))
+			// inventorytest.Fuzz checks that an OS has an ID and the path.
+			out, err := inventorytest.Fuzz(t, New(), p, data)
 			if err != nil {
 				if len(data) <= MaxFileSize {
 					t.Fatalf("%s: error on a small file: %v", p, err)
@@ -312,9 +270,6 @@ func FuzzOSRelease(f *testing.F) {
 			if out.OS == nil {
 				continue
 			}
-			if out.OS.ID == "" || out.OS.Location != p {
-				t.Fatalf("%s: bad OS %+v", p, out.OS)
-			}
 			_ = Ecosystem(out.OS)
 			_ = PURL(&inventory.Package{Name: "x", Version: "1", Type: inventory.TypeDeb}, out.OS)
 		}
@@ -322,15 +277,6 @@ func FuzzOSRelease(f *testing.F) {
 }
 
 func BenchmarkOSRelease(b *testing.B) {
-	data := readTestdata(b, "rhel-9.os-release")
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input("etc/os-release", data))
-		if err != nil || out.OS == nil {
-			b.Fatal(err)
-		}
-	}
+	data := inventorytest.ReadFile(b, "testdata/rhel-9.os-release")
+	inventorytest.Benchmark(b, New(), PathOSRelease, data, func(out inventory.Output) bool { return out.OS != nil })
 }

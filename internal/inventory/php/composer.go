@@ -2,11 +2,9 @@ package php
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -63,14 +61,14 @@ func (e *Installed) Extract(ctx context.Context, in *inventory.Input) (inventory
 			devNames[n] = true
 		}
 	}
-	var c collector
+	var d inventory.Dedup
 	for _, p := range pkgs {
 		if err := ctx.Err(); err != nil {
 			return inventory.Output{}, err
 		}
-		c.add(p, devNames[p.Name], in.Path, e.Name())
+		add(&d, p, devNames[p.Name], in.Path, e.Name())
 	}
-	return inventory.Output{Packages: c.sorted()}, nil
+	return inventory.Output{Packages: d.Sorted()}, nil
 }
 
 // Lock reports packages from composer.lock.
@@ -106,16 +104,16 @@ func (e *Lock) Extract(ctx context.Context, in *inventory.Input) (inventory.Outp
 	if err := json.Unmarshal(b, &lock); err != nil {
 		return inventory.Output{}, fmt.Errorf("parse composer.lock %s: %w", in.Path, err)
 	}
-	var c collector
+	var d inventory.Dedup
 	for i, list := range [][]composerPackage{lock.Packages, lock.PackagesDev} {
 		for _, p := range list {
 			if err := ctx.Err(); err != nil {
 				return inventory.Output{}, err
 			}
-			c.add(p, i == 1, in.Path, e.Name())
+			add(&d, p, i == 1, in.Path, e.Name())
 		}
 	}
-	return inventory.Output{Packages: c.sorted()}, nil
+	return inventory.Output{Packages: d.Sorted()}, nil
 }
 
 // composerPackage is one package entry; installed.json and composer.lock
@@ -128,28 +126,14 @@ type composerPackage struct {
 	License json.RawMessage `json:"license"`
 }
 
-// collector de-duplicates name@version within one file; a package listed as
-// both production and dev is production.
-type collector struct {
-	index map[string]int
-	pkgs  []inventory.Package
-}
-
-func (c *collector) add(p composerPackage, dev bool, location, extractor string) {
+// add adds a valid package to d, which keeps one package per name@version
+// in a file: a package listed as both production and dev is production.
+func add(d *inventory.Dedup, p composerPackage, dev bool, location, extractor string) {
 	vendor, name, ok := splitName(p.Name)
 	if !ok || !validVersion(p.Version) {
 		return
 	}
-	key := p.Name + "@" + p.Version
-	if c.index == nil {
-		c.index = make(map[string]int)
-	}
-	if i, ok := c.index[key]; ok {
-		c.pkgs[i].Dev = c.pkgs[i].Dev && dev
-		return
-	}
-	c.index[key] = len(c.pkgs)
-	c.pkgs = append(c.pkgs, inventory.Package{
+	d.Add(inventory.Package{
 		Name:      p.Name,
 		Version:   p.Version,
 		Type:      inventory.TypeComposer,
@@ -160,13 +144,6 @@ func (c *collector) add(p composerPackage, dev bool, location, extractor string)
 		Extractor: extractor,
 		Dev:       dev,
 	})
-}
-
-func (c *collector) sorted() []inventory.Package {
-	slices.SortFunc(c.pkgs, func(a, b inventory.Package) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
-	})
-	return c.pkgs
 }
 
 func licenses(raw json.RawMessage) []string {
@@ -240,17 +217,8 @@ func validVersion(s string) bool {
 }
 
 func readLimited(in *inventory.Input) ([]byte, error) {
-	if in.Info.Size > MaxFileSize {
-		return nil, fmt.Errorf("%s: %d bytes: %w", in.Path, in.Info.Size, inventory.ErrTooLarge)
-	}
-	b, err := io.ReadAll(io.LimitReader(in.Reader, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", in.Path, err)
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("%s: %w", in.Path, inventory.ErrTooLarge)
-	}
-	return bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), nil // Composer ignores a BOM
+	b, err := inventory.ReadAll(in, MaxFileSize)
+	return inventory.TrimBOM(b), err // Composer ignores a BOM
 }
 
 func firstByte(b []byte) byte {

@@ -1,59 +1,23 @@
 package php
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 	"github.com/google/go-cmp/cmp"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func readFile(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-func extract(ex inventory.Extractor, path string, b []byte) (inventory.Output, error) {
-	return ex.Extract(context.Background(), &inventory.Input{
-		Path: path, Info: inventory.FileInfo{Size: int64(len(b))}, Reader: bytes.NewReader(b),
-	})
-}
-
-// walk hands every file below testdata that ex requires to ex.
+// walk hands every file below testdata that ex requires to ex, and groups
+// the packages by the file they were found in.
 func walk(t *testing.T, ex inventory.Extractor) map[string][]inventory.Package {
 	t.Helper()
 	out := make(map[string][]inventory.Package)
-	err := filepath.WalkDir("testdata", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel := filepath.ToSlash(strings.TrimPrefix(p, "testdata"+string(filepath.Separator)))
-		if !ex.Required(rel, inventory.FileInfo{}) {
-			return nil
-		}
-		o, err := extract(ex, rel, readFile(t, p))
-		if err != nil {
-			t.Errorf("%s: %v", rel, err)
-		}
-		out[rel] = o.Packages
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range inventorytest.Walk(t, ex, "testdata") {
+		out[p.Location] = append(out[p.Location], p)
 	}
 	return out
 }
@@ -84,14 +48,11 @@ func TestRequired(t *testing.T) {
 			t.Errorf("Lock.Required(%q) = %v", tt.path, got)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() {
-		for _, tt := range tests {
-			in.Required(tt.path, inventory.FileInfo{})
-			lock.Required(tt.path, inventory.FileInfo{})
-		}
-	}); n != 0 {
-		t.Errorf("Required allocates %v times", n)
+	var paths []string
+	for _, tt := range tests {
+		paths = append(paths, tt.path)
 	}
+	inventorytest.CheckRequiredNoAllocs(t, paths, in, lock)
 }
 
 type row struct {
@@ -114,10 +75,10 @@ func TestComposer(t *testing.T) {
 	installed := walk(t, NewInstalled())
 	locked := walk(t, NewLock())
 	for loc, pkgs := range installed {
-		golden(t, "installed-"+strings.SplitN(loc, "/", 2)[0], pkgs)
+		inventorytest.Golden(t, "installed-"+strings.SplitN(loc, "/", 2)[0], pkgs)
 	}
 	for loc, pkgs := range locked {
-		golden(t, "lock-"+strings.SplitN(loc, "/", 2)[0], pkgs)
+		inventorytest.Golden(t, "lock-"+strings.SplitN(loc, "/", 2)[0], pkgs)
 	}
 
 	prod := map[string]row{
@@ -158,76 +119,45 @@ func TestComposer(t *testing.T) {
 
 func TestHostile(t *testing.T) {
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
-	tests := []struct {
-		name, path, in string
-		wantErr        bool
-		wantPkgs       int
-	}{
-		{"installed truncated", "vendor/composer/installed.json", `{"packages":[{"name":"a/b","vers`, true, 0},
-		{"installed deep", "vendor/composer/installed.json", deep, true, 0},
-		{"installed wrong type", "vendor/composer/installed.json", `{"packages":{"a":1}}`, true, 0},
-		{"installed name wrong type", "vendor/composer/installed.json", `[{"name":["a/b"],"version":"1.0"}]`, true, 0},
-		{"installed dev names wrong type", "vendor/composer/installed.json", `{"packages":[],"dev-package-names":"a/b"}`, true, 0},
-		{"installed scalar", "vendor/composer/installed.json", `"x"`, true, 0},
-		{"installed empty", "vendor/composer/installed.json", ``, true, 0},
-		{"installed null", "vendor/composer/installed.json", `null`, false, 0},
-		{"installed bad names", "vendor/composer/installed.json", `[{"name":"../x","version":"1"},{"name":"A/B","version":"1"},{"name":"a/b/c","version":"1"},{"name":"a/b","version":"1 || 2"},{"name":"a/b","version":""}]`, false, 0},
-		{"installed license shapes", "vendor/composer/installed.json", `[{"name":"a/b","version":"1.0","license":"MIT"},{"name":"a/c","version":"1.0","license":[1,{"x":1},"ISC"]},{"name":"a/d","version":"1.0","license":{"x":1}}]`, false, 3},
-		{"lock truncated", "composer.lock", `{"packages":[`, true, 0},
-		{"lock dev wrong type", "composer.lock", `{"packages":[],"packages-dev":{"a/b":"1"}}`, true, 0},
-		{"lock byte order mark", "composer.lock", "\xef\xbb\xbf" + `{"packages":[{"name":"a/b","version":"1.0"}]}`, false, 1},
-		{"lock duplicate", "composer.lock", `{"packages":[{"name":"a/b","version":"1.0"}],"packages-dev":[{"name":"a/b","version":"1.0"}]}`, false, 1},
-		{"lock giant", "composer.lock", `{"packages":[{"name":"a/b","version":"1.0","description":"` + strings.Repeat("x", 8<<20) + `"}]}`, false, 1},
+	installed := []inventorytest.Case{
+		{Name: "installed truncated", In: `{"packages":[{"name":"a/b","vers`, WantErr: true},
+		{Name: "installed deep", In: deep, WantErr: true},
+		{Name: "installed wrong type", In: `{"packages":{"a":1}}`, WantErr: true},
+		{Name: "installed name wrong type", In: `[{"name":["a/b"],"version":"1.0"}]`, WantErr: true},
+		{Name: "installed dev names wrong type", In: `{"packages":[],"dev-package-names":"a/b"}`, WantErr: true},
+		{Name: "installed scalar", In: `"x"`, WantErr: true},
+		{Name: "installed empty", In: ``, WantErr: true},
+		{Name: "installed null", In: `null`},
+		{Name: "installed bad names", In: `[{"name":"../x","version":"1"},{"name":"A/B","version":"1"},{"name":"a/b/c","version":"1"},{"name":"a/b","version":"1 || 2"},{"name":"a/b","version":""}]`},
+		{Name: "installed license shapes", In: `[{"name":"a/b","version":"1.0","license":"MIT"},{"name":"a/c","version":"1.0","license":[1,{"x":1},"ISC"]},{"name":"a/d","version":"1.0","license":{"x":1}}]`, Pkgs: 3},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var ex inventory.Extractor = NewInstalled()
-			if strings.HasSuffix(tt.path, ".lock") {
-				ex = NewLock()
-			}
-			o, err := extract(ex, tt.path, []byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Errorf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if len(o.Packages) != tt.wantPkgs {
-				t.Errorf("got %+v", o.Packages)
-			}
-			for _, p := range o.Packages {
-				if p.Dev {
-					t.Errorf("%s: a package listed as production must not be dev", p.Name)
-				}
-			}
-		})
+	lock := []inventorytest.Case{
+		{Name: "lock truncated", In: `{"packages":[`, WantErr: true},
+		{Name: "lock dev wrong type", In: `{"packages":[],"packages-dev":{"a/b":"1"}}`, WantErr: true},
+		{Name: "lock byte order mark", In: "\xef\xbb\xbf" + `{"packages":[{"name":"a/b","version":"1.0"}]}`, Pkgs: 1},
+		{Name: "lock duplicate", In: `{"packages":[{"name":"a/b","version":"1.0"}],"packages-dev":[{"name":"a/b","version":"1.0"}]}`, Pkgs: 1},
+		{Name: "lock giant", In: `{"packages":[{"name":"a/b","version":"1.0","description":"` + strings.Repeat("x", 8<<20) + `"}]}`, Pkgs: 1},
 	}
-	_, err := NewLock().Extract(context.Background(), &inventory.Input{
-		Path: "composer.lock", Reader: bytes.NewReader(make([]byte, MaxFileSize+1)),
-	})
-	if !errors.Is(err, inventory.ErrTooLarge) {
-		t.Errorf("oversized: err = %v", err)
+	noDev := func(t testing.TB, o inventory.Output, _ error) {
+		for _, p := range o.Packages {
+			if p.Dev {
+				t.Errorf("%s: a package listed as production must not be dev", p.Name)
+			}
+		}
 	}
-}
+	for _, cases := range [][]inventorytest.Case{installed, lock} {
+		for i := range cases {
+			cases[i].Check = noDev
+		}
+	}
+	inventorytest.RunHostile(t, NewInstalled(), "vendor/composer/installed.json", installed)
+	inventorytest.RunHostile(t, NewLock(), "composer.lock", lock)
 
-func golden(t *testing.T, name string, got []inventory.Package) {
-	t.Helper()
-	file := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		b, err := json.MarshalIndent(got, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var want []inventory.Package
-	if err := json.Unmarshal(readFile(t, file), &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", file, diff)
+	// A stream longer than the bound, of undeclared size.
+	in := inventorytest.Input("composer.lock", make([]byte, MaxFileSize+1))
+	in.Info.Size = 0
+	if _, err := NewLock().Extract(context.Background(), in); !errors.Is(err, inventory.ErrTooLarge) {
+		t.Errorf("oversized: err = %v", err)
 	}
 }
 
@@ -236,7 +166,7 @@ func FuzzComposer(f *testing.F) {
 	f.Add([]byte(`[{"name":"a/b","version":"1.0","license":"MIT"}]`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, ex := range []inventory.Extractor{NewInstalled(), NewLock()} {
-			o, err := extract(ex, "composer.lock", in)
+			o, err := inventorytest.Fuzz(t, ex, "composer.lock", in)
 			if err != nil {
 				continue
 			}
@@ -251,13 +181,6 @@ func FuzzComposer(f *testing.F) {
 }
 
 func BenchmarkComposer(b *testing.B) {
-	data := readFile(b, "testdata/app/vendor/composer/installed.json")
-	ex := NewInstalled()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := extract(ex, "vendor/composer/installed.json", data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	data := inventorytest.ReadFile(b, "testdata/app/vendor/composer/installed.json")
+	inventorytest.Benchmark(b, NewInstalled(), "vendor/composer/installed.json", data, func(out inventory.Output) bool { return len(out.Packages) > 0 })
 }

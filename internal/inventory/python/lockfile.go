@@ -1,13 +1,10 @@
 package python
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -46,17 +43,11 @@ func (*Lockfile) Required(path string, _ inventory.FileInfo) bool {
 
 // Extract implements inventory.Extractor.
 func (e *Lockfile) Extract(ctx context.Context, in *inventory.Input) (inventory.Output, error) {
-	if in.Info.Size > MaxLockfileSize {
-		return inventory.Output{}, fmt.Errorf("python lock file %s: %d bytes: %w", in.Path, in.Info.Size, inventory.ErrTooLarge)
-	}
-	b, err := io.ReadAll(io.LimitReader(in.Reader, MaxLockfileSize+1))
+	b, err := inventory.ReadAll(in, MaxLockfileSize)
 	if err != nil {
-		return inventory.Output{}, fmt.Errorf("read %s: %w", in.Path, err)
+		return inventory.Output{}, err
 	}
-	if len(b) > MaxLockfileSize {
-		return inventory.Output{}, fmt.Errorf("python lock file %s: %w", in.Path, inventory.ErrTooLarge)
-	}
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // written by Windows editors, ignored by the tools
+	b = inventory.TrimBOM(b) // written by Windows editors, ignored by the tools
 	var entries []lockEntry
 	switch in.Path[strings.LastIndexByte(in.Path, '/')+1:] {
 	case "poetry.lock":
@@ -74,20 +65,13 @@ func (e *Lockfile) Extract(ctx context.Context, in *inventory.Input) (inventory.
 
 	// De-duplicate name@version (uv forks, Pipfile default+develop); a
 	// package is dev only if every occurrence is.
-	index := make(map[string]int)
-	var pkgs []inventory.Package
+	var d inventory.Dedup
 	for _, le := range entries {
 		if !validName(le.name) || !validVersion(le.version) {
 			continue
 		}
 		name := NormalizeName(le.name)
-		key := name + "@" + le.version
-		if i, ok := index[key]; ok {
-			pkgs[i].Dev = pkgs[i].Dev && le.dev
-			continue
-		}
-		index[key] = len(pkgs)
-		pkgs = append(pkgs, inventory.Package{
+		d.Add(inventory.Package{
 			Name:      name,
 			Version:   le.version,
 			Type:      inventory.TypePyPI,
@@ -98,10 +82,7 @@ func (e *Lockfile) Extract(ctx context.Context, in *inventory.Input) (inventory.
 			Dev:       le.dev,
 		})
 	}
-	slices.SortFunc(pkgs, func(a, b inventory.Package) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
-	})
-	return inventory.Output{Packages: pkgs}, nil
+	return inventory.Output{Packages: d.Sorted()}, nil
 }
 
 type lockEntry struct {

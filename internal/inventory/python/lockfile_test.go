@@ -1,27 +1,23 @@
 package python
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 	"github.com/google/go-cmp/cmp"
 )
 
-func extractLock(t testing.TB, path string, b []byte) (inventory.Output, error) {
-	t.Helper()
-	return NewLockfile().Extract(context.Background(), &inventory.Input{
-		Path: path, Info: inventory.FileInfo{Size: int64(len(b))}, Reader: bytes.NewReader(b),
-	})
+func extractLock(path string, b []byte) (inventory.Output, error) {
+	return inventorytest.Extract(NewLockfile(), path, b)
 }
 
 func TestLockfileRequired(t *testing.T) {
 	ex := NewLockfile()
-	for path, want := range map[string]bool{
+	inventorytest.CheckRequired(t, ex, inventory.FileInfo{}, map[string]bool{
 		"app/poetry.lock":  true,
 		"poetry.lock":      true,
 		"app/Pipfile.lock": true,
@@ -32,14 +28,8 @@ func TestLockfileRequired(t *testing.T) {
 		"app/Pipfile":                                        false,
 		"app/pyproject.toml":                                 false,
 		"app/my-poetry.lock":                                 false,
-	} {
-		if got := ex.Required(path, inventory.FileInfo{}); got != want {
-			t.Errorf("Required(%q) = %v", path, got)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { ex.Required("app/node_modules/x/package.json", inventory.FileInfo{}) }); n != 0 {
-		t.Errorf("Required allocates %v times", n)
-	}
+	})
+	inventorytest.CheckRequiredNoAllocs(t, []string{"app/node_modules/x/package.json"}, ex)
 }
 
 type lockRow struct {
@@ -65,11 +55,8 @@ func TestLockfiles(t *testing.T) {
 				t.Fatalf("files: %v", files)
 			}
 			rel := filepath.ToSlash(strings.TrimPrefix(files[0], "testdata/"))
-			o, err := extractLock(t, rel, readFile(t, files[0]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden(t, "lock-"+dir, o.Packages)
+			o := inventorytest.MustExtract(t, NewLockfile(), rel, inventorytest.ReadFile(t, files[0]))
+			inventorytest.Golden(t, "lock-"+dir, o.Packages)
 			for _, p := range o.Packages {
 				if p.Name != NormalizeName(p.Name) || p.Extractor != "language/python/lockfile" || p.Location != rel {
 					t.Errorf("bad package %+v", p)
@@ -78,7 +65,7 @@ func TestLockfiles(t *testing.T) {
 		})
 	}
 
-	o, err := extractLock(t, "uv.lock", readFile(t, "testdata/lockfiles/uv/uv.lock"))
+	o, err := extractLock("uv.lock", inventorytest.ReadFile(t, "testdata/lockfiles/uv/uv.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +76,7 @@ func TestLockfiles(t *testing.T) {
 	if diff := cmp.Diff(want, lockRows(o.Packages)); diff != "" {
 		t.Errorf("uv.lock: the project itself must be skipped (-want +got):\n%s", diff)
 	}
-	o, err = extractLock(t, "Pipfile.lock", readFile(t, "testdata/lockfiles/pipenv/Pipfile.lock"))
+	o, err = extractLock("Pipfile.lock", inventorytest.ReadFile(t, "testdata/lockfiles/pipenv/Pipfile.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +177,7 @@ source = { registry = "https://pypi.org/simple" }
 		}},
 	}
 	for _, tt := range tests {
-		o, err := extractLock(t, tt.path, []byte(tt.in))
+		o, err := extractLock(tt.path, []byte(tt.in))
 		if err != nil {
 			t.Fatalf("%s: %v", tt.path, err)
 		}
@@ -202,32 +189,23 @@ source = { registry = "https://pypi.org/simple" }
 
 func TestHostileLockfiles(t *testing.T) {
 	deep := strings.Repeat("[", 50000) + strings.Repeat("]", 50000)
-	tests := []struct {
-		name, path, in string
-		wantErr        bool
-	}{
-		{"poetry truncated", "poetry.lock", "[[package]]\nname = \"a\nversion", true},
-		{"poetry wrong type", "poetry.lock", "[[package]]\nname = 1\nversion = \"1.0\"\n", true},
-		{"poetry deep", "poetry.lock", "x = " + deep + "\n", true},
-		{"poetry package not a table", "poetry.lock", "package = 3\n", true},
-		{"pipfile truncated", "Pipfile.lock", `{"default": {"a": {"vers`, true},
-		{"pipfile wrong type", "Pipfile.lock", `{"default": ["a"]}`, true},
-		{"uv wrong type", "uv.lock", "[[package]]\nname = \"a\"\ndependencies = \"b\"\n", true},
-		{"uv cycle", "uv.lock", "[[package]]\nname = \"r\"\nversion = \"0\"\nsource = { virtual = \".\" }\ndependencies = [{ name = \"a\" }]\n[[package]]\nname = \"a\"\nversion = \"1\"\ndependencies = [{ name = \"a\" }, { name = \"r\" }]\n", false},
-		{"uv deep inline tables", "uv.lock", "x = " + strings.Repeat("{a=", 50000) + "1" + strings.Repeat("}", 50000) + "\n", true},
-		{"brackets in strings are not nesting", "poetry.lock", "[[package]]\nname = \"a\"\nversion = \"1.0\"\ndescription = \"" + strings.Repeat("[", 100) + "\\\"\"\nlong = \"\"\"\n" + strings.Repeat("{", 100) + "\n\"\"\"\nlit = '" + strings.Repeat("[", 100) + "' # " + strings.Repeat("[", 100) + "\n", false},
-		{"empty poetry", "poetry.lock", "", false},
-		{"binary", "uv.lock", "\x00\xff\xfe", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := extractLock(t, tt.path, []byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Errorf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-		})
-	}
-	if _, err := NewLockfile().Extract(context.Background(), &inventory.Input{Path: "uv.lock", Reader: bytes.NewReader(make([]byte, MaxLockfileSize+1))}); err == nil {
+	inventorytest.RunHostile(t, NewLockfile(), "poetry.lock", []inventorytest.Case{
+		{Name: "poetry truncated", In: "[[package]]\nname = \"a\nversion", WantErr: true},
+		{Name: "poetry wrong type", In: "[[package]]\nname = 1\nversion = \"1.0\"\n", WantErr: true},
+		{Name: "poetry deep", In: "x = " + deep + "\n", WantErr: true},
+		{Name: "poetry package not a table", In: "package = 3\n", WantErr: true},
+		{Name: "pipfile truncated", Path: "Pipfile.lock", In: `{"default": {"a": {"vers`, WantErr: true},
+		{Name: "pipfile wrong type", Path: "Pipfile.lock", In: `{"default": ["a"]}`, WantErr: true},
+		{Name: "uv wrong type", Path: "uv.lock", In: "[[package]]\nname = \"a\"\ndependencies = \"b\"\n", WantErr: true},
+		{Name: "uv cycle", Path: "uv.lock", In: "[[package]]\nname = \"r\"\nversion = \"0\"\nsource = { virtual = \".\" }\ndependencies = [{ name = \"a\" }]\n[[package]]\nname = \"a\"\nversion = \"1\"\ndependencies = [{ name = \"a\" }, { name = \"r\" }]\n", Pkgs: 1},
+		{Name: "uv deep inline tables", Path: "uv.lock", In: "x = " + strings.Repeat("{a=", 50000) + "1" + strings.Repeat("}", 50000) + "\n", WantErr: true},
+		{Name: "brackets in strings are not nesting", In: "[[package]]\nname = \"a\"\nversion = \"1.0\"\ndescription = \"" + strings.Repeat("[", 100) + "\\\"\"\nlong = \"\"\"\n" + strings.Repeat("{", 100) + "\n\"\"\"\nlit = '" + strings.Repeat("[", 100) + "' # " + strings.Repeat("[", 100) + "\n", Pkgs: 1},
+		{Name: "empty poetry", In: ""},
+		{Name: "binary", Path: "uv.lock", In: "\x00\xff\xfe", WantErr: true},
+	})
+	in := inventorytest.Input("uv.lock", make([]byte, MaxLockfileSize+1))
+	in.Info.Size = 0 // the bound holds on the bytes streamed, too
+	if _, err := NewLockfile().Extract(context.Background(), in); err == nil {
 		t.Error("oversized lock file accepted")
 	}
 }
@@ -242,7 +220,7 @@ func FuzzPythonLockfile(f *testing.F) {
 		default:
 			name = "uv.lock"
 		}
-		o, err := extractLock(t, name, in)
+		o, err := inventorytest.Fuzz(t, NewLockfile(), name, in)
 		if err != nil {
 			return
 		}
@@ -252,13 +230,4 @@ func FuzzPythonLockfile(f *testing.F) {
 			}
 		}
 	})
-}
-
-func readFile(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
 }

@@ -2,10 +2,7 @@ package python
 
 import (
 	"archive/zip"
-	"bytes"
 	"context"
-	"encoding/json"
-	"flag"
 	"io"
 	"io/fs"
 	"os"
@@ -15,80 +12,10 @@ import (
 	"testing"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// walk hands every regular file below root that ex requires to ex, as the
-// scan core does.
-func walk(t testing.TB, ex inventory.Extractor, root string) []inventory.Package {
-	t.Helper()
-	var out []inventory.Package
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fi := inventory.FileInfo{Size: info.Size(), Mode: info.Mode()}
-		if !ex.Required(rel, fi) {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		o, err := ex.Extract(context.Background(), &inventory.Input{Path: rel, Info: fi, Reader: f})
-		if err != nil {
-			t.Errorf("Extract(%s): %v", rel, err)
-			return nil
-		}
-		out = append(out, o.Packages...)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func golden(t *testing.T, name string, got []inventory.Package) {
-	t.Helper()
-	file := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		b, err := json.MarshalIndent(got, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	var want []inventory.Package
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", file, diff)
-	}
-}
 
 func TestRequired(t *testing.T) {
 	tests := []struct {
@@ -107,25 +34,21 @@ func TestRequired(t *testing.T) {
 		{"usr/lib/python3/dist-packages/x.dist-info/METADATA.bak", false},
 	}
 	ex := NewDistInfo()
+	var paths []string
 	for _, tt := range tests {
 		if got := ex.Required(tt.path, inventory.FileInfo{}); got != tt.want {
 			t.Errorf("Required(%q) = %v, want %v", tt.path, got, tt.want)
 		}
+		paths = append(paths, tt.path)
 	}
-	if n := testing.AllocsPerRun(100, func() {
-		for _, tt := range tests {
-			ex.Required(tt.path, inventory.FileInfo{})
-		}
-	}); n != 0 {
-		t.Errorf("Required allocates %v times", n)
-	}
+	inventorytest.CheckRequiredNoAllocs(t, paths, ex)
 }
 
 // TestInstalled reads metadata copied from Debian 12's python3-* packages,
 // pip-installed wheels and CPython's own egg-info files.
 func TestInstalled(t *testing.T) {
-	got := walk(t, NewDistInfo(), filepath.Join("testdata", "root"))
-	golden(t, "root", got)
+	got := inventorytest.Walk(t, NewDistInfo(), filepath.Join("testdata", "root"))
+	inventorytest.Golden(t, "root", got)
 
 	type row struct{ Name, Version, PURL string }
 	byLoc := make(map[string]inventory.Package)
@@ -238,7 +161,7 @@ func TestNamesMatchAdvisories(t *testing.T) {
 			}
 		}
 	}
-	got := walk(t, NewDistInfo(), filepath.Join("testdata", "root"))
+	got := inventorytest.Walk(t, NewDistInfo(), filepath.Join("testdata", "root"))
 	matched := 0
 	for _, p := range got {
 		base, _, _ := strings.Cut(p.PURL, "@")
@@ -280,56 +203,39 @@ func TestNormalizeName(t *testing.T) {
 	}
 }
 
-func extract(in []byte) (inventory.Output, error) {
-	return NewDistInfo().Extract(context.Background(), &inventory.Input{
-		Path: "x.dist-info/METADATA", Info: inventory.FileInfo{Size: int64(len(in))}, Reader: bytes.NewReader(in),
-	})
-}
-
 func TestHostile(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    string // name@version, "" for none
-		wantErr bool
-	}{
-		{"empty", "", "", true},
-		{"binary", "\x00\x01\x02\xff", "", true},
-		{"body only", "\nName: a\nVersion: 1\n", "", true},
-		{"crlf", "Name: a\r\nVersion: 1.0\r\n\r\nbody", "a@1.0", false},
-		{"no trailing newline", "Name: a\nVersion: 1.0", "a@1.0", false},
-		{"case-insensitive", "NAME: a\nversion: 1.0\n", "a@1.0", false},
-		{"first wins", "Name: a\nVersion: 1.0\nName: b\nVersion: 2.0\n", "a@1.0", false},
-		{"name in body ignored", "Name: a\n\nVersion: 1.0\n", "", true},
-		{"bad name", "Name: ../../x\nVersion: 1.0\n", "", true},
-		{"bad version", "Name: a\nVersion: 1.0 rc1\n", "", true},
-		{"giant line", "Name: a\nDescription: " + strings.Repeat("x", 3<<20) + "\nVersion: 1.0\n", "a", true},
-		{"giant header block", "Name: a\n" + strings.Repeat("Classifier: License :: X\n", 100000) + "Version: 1.0\n", "", true},
-		{"whitespace-only continuation is not the end", "Name: a\nLicense: x\n        \n        y\nVersion: 1.0\n", "a@1.0", false},
+	// want returns the check of a file that must give one package, id.
+	want := func(id string) func(testing.TB, inventory.Output, error) {
+		return func(t testing.TB, o inventory.Output, _ error) {
+			if got := o.Packages[0].Name + "@" + o.Packages[0].Version; got != id {
+				t.Errorf("got %q, want %q", got, id)
+			}
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o, err := extract([]byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			got := ""
-			for _, p := range o.Packages {
-				got = p.Name + "@" + p.Version
-			}
-			if !tt.wantErr && got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
+	inventorytest.RunHostile(t, NewDistInfo(), "x.dist-info/METADATA", []inventorytest.Case{
+		{Name: "empty", In: "", WantErr: true},
+		{Name: "binary", In: "\x00\x01\x02\xff", WantErr: true},
+		{Name: "body only", In: "\nName: a\nVersion: 1\n", WantErr: true},
+		{Name: "crlf", In: "Name: a\r\nVersion: 1.0\r\n\r\nbody", Pkgs: 1, Check: want("a@1.0")},
+		{Name: "no trailing newline", In: "Name: a\nVersion: 1.0", Pkgs: 1, Check: want("a@1.0")},
+		{Name: "case-insensitive", In: "NAME: a\nversion: 1.0\n", Pkgs: 1, Check: want("a@1.0")},
+		{Name: "first wins", In: "Name: a\nVersion: 1.0\nName: b\nVersion: 2.0\n", Pkgs: 1, Check: want("a@1.0")},
+		{Name: "name in body ignored", In: "Name: a\n\nVersion: 1.0\n", WantErr: true},
+		{Name: "bad name", In: "Name: ../../x\nVersion: 1.0\n", WantErr: true},
+		{Name: "bad version", In: "Name: a\nVersion: 1.0 rc1\n", WantErr: true},
+		{Name: "giant line", In: "Name: a\nDescription: " + strings.Repeat("x", 3<<20) + "\nVersion: 1.0\n", WantErr: true},
+		{Name: "giant header block", In: "Name: a\n" + strings.Repeat("Classifier: License :: X\n", 100000) + "Version: 1.0\n", WantErr: true},
+		{Name: "whitespace-only continuation is not the end", In: "Name: a\nLicense: x\n        \n        y\nVersion: 1.0\n", Pkgs: 1, Check: want("a@1.0")},
+	})
 }
 
 // TestReadsHeadersOnly checks that parsing stops at the blank line: the
 // reader fails if anything past the headers is requested.
 func TestReadsHeadersOnly(t *testing.T) {
 	headers := "Metadata-Version: 2.1\nName: a\nVersion: 1.0\n\n"
-	r := io.MultiReader(strings.NewReader(headers), failingReader{})
-	o, err := NewDistInfo().Extract(context.Background(), &inventory.Input{Path: "a.dist-info/METADATA", Reader: r})
+	in := inventorytest.Input("a.dist-info/METADATA", []byte(headers))
+	in.Reader = io.MultiReader(strings.NewReader(headers), failingReader{})
+	o, err := NewDistInfo().Extract(context.Background(), in)
 	if err != nil || len(o.Packages) != 1 {
 		t.Fatalf("got %+v, %v", o, err)
 	}
@@ -344,7 +250,7 @@ func FuzzPythonMetadata(f *testing.F) {
 	f.Add([]byte("Name: a\nLicense: x\n  y\nLicense-Expression: MIT OR Apache-2.0\nVersion: 1\n"))
 	f.Add([]byte("Name: a.b_c\r\nVersion: 1!2.0.post1+local\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		o, err := extract(in)
+		o, err := inventorytest.Fuzz(t, NewDistInfo(), "x.dist-info/METADATA", in)
 		if err != nil {
 			return
 		}
@@ -359,27 +265,5 @@ func FuzzPythonMetadata(f *testing.F) {
 }
 
 func BenchmarkMetadata(b *testing.B) {
-	var files [][]byte
-	var total int64
-	_ = filepath.WalkDir(filepath.Join("testdata", "root"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && NewDistInfo().Required(filepath.ToSlash(p), inventory.FileInfo{}) {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			files = append(files, data)
-			total += int64(len(data))
-		}
-		return err
-	})
-	ex := NewDistInfo()
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, data := range files {
-			if _, err := ex.Extract(context.Background(), &inventory.Input{Path: "a.dist-info/METADATA", Reader: bytes.NewReader(data)}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	inventorytest.BenchmarkWalk(b, NewDistInfo(), filepath.Join("testdata", "root"))
 }

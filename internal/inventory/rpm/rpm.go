@@ -21,7 +21,6 @@ const (
 	FileBDB      = "Packages"
 	FileNDB      = "Packages.db"
 	FileSQLite   = "rpmdb.sqlite"
-	maxProblems  = 5
 	gpgPubkey    = "gpg-pubkey"
 	modeTypeMask = 0o170000
 	modeDir      = 0o040000
@@ -91,28 +90,21 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (out invento
 
 	var (
 		owned  = map[string]string{}
-		probN  int
-		probs  []string
+		prob   inventory.Problems
 		blobNo int
 	)
-	problem := func(format string, args ...any) {
-		probN++
-		if len(probs) < maxProblems {
-			probs = append(probs, fmt.Sprintf(format, args...))
-		}
-	}
 	rerr := read(ctx, ra, size, func(blob []byte) error {
 		blobNo++
 		h, err := parseHeader(blob)
 		if err != nil {
-			problem("package %d: %v", blobNo, err)
+			prob.Add("package %d: %v", blobNo, err)
 			return nil
 		}
 		if h.name == gpgPubkey {
 			return nil // an imported signing key, not a package
 		}
 		if h.name == "" || h.version == "" {
-			problem("package %d: no name or version", blobNo)
+			prob.Add("package %d: no name or version", blobNo)
 			return nil
 		}
 		out.Packages = append(out.Packages, h.pkg(in.Path))
@@ -120,7 +112,7 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (out invento
 			if h.modes != nil && h.modes[i]&modeTypeMask == modeDir {
 				continue // directories are shared between packages
 			}
-			if p, ok := cleanPath(f); ok {
+			if p, ok := inventory.CleanPath(f); ok {
 				owned[p] = h.name
 			}
 		}
@@ -133,16 +125,9 @@ func (*Extractor) Extract(ctx context.Context, in *inventory.Input) (out invento
 		if ctx.Err() != nil {
 			return inventory.Output{}, rerr
 		}
-		problem("%v", rerr)
+		prob.Add("%v", rerr)
 	}
-	if probN > 0 {
-		more := ""
-		if probN > len(probs) {
-			more = fmt.Sprintf(" (and %d more)", probN-len(probs))
-		}
-		return out, fmt.Errorf("parse %s: %s%s", in.Path, strings.Join(probs, "; "), more)
-	}
-	return out, nil
+	return out, prob.Err(in.Path)
 }
 
 // pkg turns a decoded header into a package.
@@ -168,29 +153,4 @@ func (h *header) pkg(location string) inventory.Package {
 	}
 	p.PURL = osrelease.PURL(&p, nil)
 	return p
-}
-
-// cleanPath turns a file path from a header into the scan's form (relative,
-// no leading slash), refusing paths with empty, "." or ".." elements or
-// control characters.
-func cleanPath(s string) (string, bool) {
-	s = strings.TrimLeft(s, "/")
-	if s == "" {
-		return "", false
-	}
-	seg := 0
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && s[i] != '/' {
-			if s[i] < 0x20 || s[i] == 0x7f {
-				return "", false
-			}
-			continue
-		}
-		switch s[seg:i] {
-		case "", ".", "..":
-			return "", false
-		}
-		seg = i + 1
-	}
-	return s, true
 }

@@ -14,12 +14,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	rpmdb "github.com/knqyf263/go-rpmdb/pkg"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
 // Real rpm databases from go-rpmdb's test data (see testdata/README.md).
@@ -52,20 +52,8 @@ func readDB(t testing.TB, name string) []byte {
 	return b
 }
 
-func input(path string, data []byte) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o644},
-		Reader: bytes.NewReader(data),
-		ReaderAt: func() (io.ReaderAt, int64, error) {
-			return bytes.NewReader(data), int64(len(data)), nil
-		},
-	}
-}
-
 func TestRequired(t *testing.T) {
-	e := New()
-	for p, want := range map[string]bool{
+	inventorytest.CheckRequired(t, New(), inventory.FileInfo{Size: 1 << 20}, map[string]bool{
 		"var/lib/rpm/Packages":                 true,
 		"var/lib/rpm/Packages.db":              true,
 		"var/lib/rpm/rpmdb.sqlite":             true,
@@ -84,11 +72,7 @@ func TestRequired(t *testing.T) {
 		"usr/share/doc/rpm/Packages":           false,
 		"var/lib/rpm/Packages/rpmdb.sqlite":    false,
 		"usr/lib/sysimage/rpm-ostree/Packages": false,
-	} {
-		if got := e.Required(p, inventory.FileInfo{Size: 1 << 20}); got != want {
-			t.Errorf("Required(%q) = %v, want %v", p, got, want)
-		}
-	}
+	})
 }
 
 // pkgRow is what the extractor reports and go-rpmdb can be compared on.
@@ -110,10 +94,7 @@ func TestMatchesGoRpmdb(t *testing.T) {
 	for _, db := range databases {
 		t.Run(db.file, func(t *testing.T) {
 			data := readDB(t, db.file)
-			out, err := New().Extract(context.Background(), input(db.path, data))
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := inventorytest.MustExtract(t, New(), db.path, data)
 			if len(out.Packages) < db.minPkgs {
 				t.Fatalf("%d packages, want at least %d", len(out.Packages), db.minPkgs)
 			}
@@ -232,10 +213,7 @@ func TestKnownPackages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.db, func(t *testing.T) {
-			out, err := New().Extract(context.Background(), input("var/lib/rpm/Packages", readDB(t, tt.db)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := inventorytest.MustExtract(t, New(), "var/lib/rpm/Packages", readDB(t, tt.db))
 			i := slices.IndexFunc(out.Packages, func(p inventory.Package) bool { return p.Name == tt.want.Name })
 			if i < 0 {
 				t.Fatalf("%s not found", tt.want.Name)
@@ -267,10 +245,7 @@ func TestKnownPackages(t *testing.T) {
 // TestEpoch checks that packages with an epoch carry it in the version (and
 // the PURL's epoch qualifier), as OSV's RPM ecosystems write versions.
 func TestEpoch(t *testing.T) {
-	out, err := New().Extract(context.Background(), input("var/lib/rpm/rpmdb.sqlite", readDB(t, "rockylinux9.rpmdb.sqlite.gz")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := inventorytest.MustExtract(t, New(), "var/lib/rpm/rpmdb.sqlite", readDB(t, "rockylinux9.rpmdb.sqlite.gz"))
 	n := 0
 	for _, p := range out.Packages {
 		e, vr, ok := strings.Cut(p.Version, ":")
@@ -344,47 +319,30 @@ func TestHostile(t *testing.T) {
 		}
 	}
 
-	tests := []struct {
-		name    string
-		data    []byte
-		wantErr bool
-	}{
-		{"empty", nil, false},
-		{"garbage", garbage, true},
-		{"bdb truncated", bdb[:len(bdb)/3], true},
-		{"bdb header only", bdb[:512], true},
-		{"bdb overflow loop", loop, true},
-		{"bdb go-rpmdb hang", hang, true},
-		{"ndb truncated", ndb[:len(ndb)/2], true},
-		{"ndb blob of 4 GiB", bigBlob, true},
-		{"ndb header only", ndb[:32], true},
-		{"sqlite truncated", sq[:len(sq)/2], true},
-		{"sqlite header only", sq[:100], true},
+	// A damaged database gives at most the packages of the whole one.
+	count := func(data []byte) int {
+		return len(inventorytest.MustExtract(t, New(), "var/lib/rpm/Packages", data).Packages)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := New().Extract(ctx, input("var/lib/rpm/Packages", tt.data))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error: %v", err, tt.wantErr)
-			}
-			t.Logf("%d packages, err: %v", len(out.Packages), err)
-			if ctx.Err() != nil {
-				t.Fatal("took too long")
-			}
-			for _, p := range out.Packages {
-				if p.Name == "" || p.Version == "" {
-					t.Errorf("incomplete package %+v", p)
-				}
-			}
-			for f := range out.OwnedFiles {
-				if strings.HasPrefix(f, "/") || strings.Contains("/"+f+"/", "/../") {
-					t.Errorf("owned path %q escapes", f)
-				}
-			}
-		})
+	logged := func(t testing.TB, out inventory.Output, err error) {
+		t.Logf("%d packages, err: %v", len(out.Packages), err)
 	}
+	cases := []inventorytest.Case{
+		{Name: "empty"},
+		{Name: "garbage", In: string(garbage), WantErr: true},
+		{Name: "bdb truncated", In: string(bdb[:len(bdb)/3]), WantErr: true, MaxPkgs: count(bdb)},
+		{Name: "bdb header only", In: string(bdb[:512]), WantErr: true},
+		{Name: "bdb overflow loop", In: string(loop), WantErr: true, MaxPkgs: count(bdb)},
+		{Name: "bdb go-rpmdb hang", In: string(hang), WantErr: true},
+		{Name: "ndb truncated", In: string(ndb[:len(ndb)/2]), WantErr: true, MaxPkgs: count(ndb)},
+		{Name: "ndb blob of 4 GiB", In: string(bigBlob), WantErr: true},
+		{Name: "ndb header only", In: string(ndb[:32]), WantErr: true},
+		{Name: "sqlite truncated", In: string(sq[:len(sq)/2]), WantErr: true, MaxPkgs: count(sq)},
+		{Name: "sqlite header only", In: string(sq[:100]), WantErr: true},
+	}
+	for i := range cases {
+		cases[i].Check = logged
+	}
+	inventorytest.RunHostile(t, New(), "var/lib/rpm/Packages", cases)
 }
 
 // TestHostileSQLite builds SQLite files that try to make the reader compute
@@ -396,18 +354,8 @@ func TestHostileSQLite(t *testing.T) {
 		"generated column": "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, n INTEGER, blob BLOB AS (zeroblob(n)) VIRTUAL); INSERT INTO Packages(n) VALUES (500000000)",
 		"no table":         "CREATE TABLE Other (x)",
 	} {
-		t.Run(name, func(t *testing.T) {
-			data := makeSQLite(t, schema)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := New().Extract(ctx, input("var/lib/rpm/rpmdb.sqlite", data))
-			if err == nil {
-				t.Fatalf("no error; %d packages", len(out.Packages))
-			}
-			t.Logf("err: %v", err)
-			if ctx.Err() != nil {
-				t.Fatal("took too long")
-			}
+		inventorytest.RunHostile(t, New(), "var/lib/rpm/rpmdb.sqlite", []inventorytest.Case{
+			{Name: name, In: string(makeSQLite(t, schema)), WantErr: true},
 		})
 	}
 }
@@ -470,11 +418,7 @@ func TestHeaderHostile(t *testing.T) {
 }
 
 func TestCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := New().Extract(ctx, input("var/lib/rpm/Packages", readDB(t, "centos5.Packages.gz"))); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), "var/lib/rpm/Packages", readDB(t, "centos5.Packages.gz"))
 }
 
 // FuzzRPMDB feeds arbitrary bytes as each database format. The seeds are
@@ -486,17 +430,9 @@ func FuzzRPMDB(f *testing.F) {
 	f.Add(readDB(f, "sle15-bci.Packages.db.gz")[:24<<10])
 	f.Add(readDB(f, "rockylinux9.rpmdb.sqlite.gz")[:24<<10])
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out, _ := New().Extract(ctx, input("var/lib/rpm/Packages", data))
-		if ctx.Err() != nil {
-			t.Fatalf("took over 10s on %d bytes", len(data))
-		}
-		for _, p := range out.Packages {
-			if p.Name == "" || p.Version == "" {
-				t.Fatalf("incomplete package %+v", p)
-			}
-		}
+		// inventorytest.Fuzz fails a run of over 10 s and incomplete
+		// packages.
+		_, _ = inventorytest.Fuzz(t, New(), "var/lib/rpm/Packages", data)
 	})
 }
 
@@ -525,17 +461,7 @@ func FuzzHeader(f *testing.F) {
 }
 
 func benchmarkDB(b *testing.B, file, path string) {
-	data := readDB(b, file)
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input(path, data))
-		if err != nil || len(out.Packages) == 0 {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	inventorytest.Benchmark(b, New(), path, readDB(b, file), func(out inventory.Output) bool { return len(out.Packages) > 0 })
 }
 
 func BenchmarkRPMSQLite(b *testing.B) {

@@ -2,11 +2,7 @@ package ruby
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"fmt"
-	"io"
-	"slices"
 	"strings"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
@@ -50,17 +46,11 @@ func (*GemfileLock) Required(path string, _ inventory.FileInfo) bool {
 
 // Extract implements inventory.Extractor.
 func (e *GemfileLock) Extract(ctx context.Context, in *inventory.Input) (inventory.Output, error) {
-	if in.Info.Size > MaxGemfileLockSize {
-		return inventory.Output{}, fmt.Errorf("gemfile lock %s: %d bytes: %w", in.Path, in.Info.Size, inventory.ErrTooLarge)
-	}
-	b, err := io.ReadAll(io.LimitReader(in.Reader, MaxGemfileLockSize+1))
+	b, err := inventory.ReadAll(in, MaxGemfileLockSize)
 	if err != nil {
-		return inventory.Output{}, fmt.Errorf("read Gemfile.lock %s: %w", in.Path, err)
+		return inventory.Output{}, err
 	}
-	if len(b) > MaxGemfileLockSize {
-		return inventory.Output{}, fmt.Errorf("gemfile lock %s: %w", in.Path, inventory.ErrTooLarge)
-	}
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a BOM would hide the first section
+	b = inventory.TrimBOM(b) // a BOM would hide the first section
 	pkgs, err := parseGemfileLock(ctx, b, in.Path, e.Name())
 	if err != nil {
 		return inventory.Output{}, err
@@ -150,9 +140,7 @@ func parseGemfileLock(ctx context.Context, b []byte, location, extractor string)
 	for i := range pkgs {
 		pkgs[i].Indirect = haveDeps && !direct[pkgs[i].Name]
 	}
-	slices.SortFunc(pkgs, func(a, b inventory.Package) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
-	})
+	inventory.SortPackages(pkgs)
 	return pkgs, nil
 }
 

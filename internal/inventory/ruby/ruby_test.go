@@ -1,88 +1,16 @@
 package ruby
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"flag"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func walk(t testing.TB, ex inventory.Extractor, root string) []inventory.Package {
-	t.Helper()
-	var out []inventory.Package
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fi := inventory.FileInfo{Size: info.Size(), Mode: info.Mode()}
-		if !ex.Required(rel, fi) {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		o, err := ex.Extract(context.Background(), &inventory.Input{Path: rel, Info: fi, Reader: f})
-		if err != nil {
-			t.Errorf("Extract(%s): %v", rel, err)
-			return nil
-		}
-		out = append(out, o.Packages...)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func golden(t *testing.T, name string, got []inventory.Package) {
-	t.Helper()
-	file := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		b, err := json.MarshalIndent(got, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	var want []inventory.Package
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", file, diff)
-	}
-}
 
 func TestRequired(t *testing.T) {
 	gs, gl := NewGemspec(), NewGemfileLock()
@@ -116,22 +44,19 @@ func TestRequired(t *testing.T) {
 			t.Errorf("GemfileLock.Required(%q) = %v", tt.path, got)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() {
-		for _, tt := range tests {
-			gs.Required(tt.path, inventory.FileInfo{})
-			gl.Required(tt.path, inventory.FileInfo{})
-		}
-	}); n != 0 {
-		t.Errorf("Required allocates %v times", n)
+	var paths []string
+	for _, tt := range tests {
+		paths = append(paths, tt.path)
 	}
+	inventorytest.CheckRequiredNoAllocs(t, paths, gs, gl)
 }
 
 // TestInstalledGemspecs reads the gemspecs Debian 12's ruby3.1, rake,
 // ruby-net-telnet, ruby-webrick and ruby-xmlrpc packages install.
 func TestInstalledGemspecs(t *testing.T) {
 	root := filepath.Join("testdata", "root")
-	got := walk(t, NewGemspec(), root)
-	golden(t, "gemspecs", got)
+	got := inventorytest.Walk(t, NewGemspec(), root)
+	inventorytest.Golden(t, "gemspecs", got)
 
 	// RubyGems names each spec file after the gem's full name: every
 	// package must match its file name, and every file must give one.
@@ -194,9 +119,7 @@ func TestGemspecForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := NewGemspec().Extract(context.Background(), &inventory.Input{
-				Path: "specifications/x.gemspec", Reader: strings.NewReader(tt.in),
-			})
+			o, err := inventorytest.Extract(NewGemspec(), "specifications/x.gemspec", []byte(tt.in))
 			if tt.want == "" {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", o.Packages)
@@ -221,8 +144,8 @@ func TestGemspecForms(t *testing.T) {
 // --local) for testdata/lockfiles/bundler-2.3.7/Gemfile, with a GIT and a
 // PATH gem besides the GEM section.
 func TestGemfileLock(t *testing.T) {
-	got := walk(t, NewGemfileLock(), filepath.Join("testdata", "lockfiles"))
-	golden(t, "gemfilelock", got)
+	got := inventorytest.Walk(t, NewGemfileLock(), filepath.Join("testdata", "lockfiles"))
+	inventorytest.Golden(t, "gemfilelock", got)
 	type row struct {
 		Version  string
 		Indirect bool
@@ -273,7 +196,7 @@ RUBY VERSION
 BUNDLED WITH
    2.3.26
 `
-	o, err := NewGemfileLock().Extract(context.Background(), &inventory.Input{Path: "Gemfile.lock", Reader: strings.NewReader("\xef\xbb\xbf" + in)})
+	o, err := inventorytest.Extract(NewGemfileLock(), "Gemfile.lock", []byte("\xef\xbb\xbf"+in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,27 +211,17 @@ BUNDLED WITH
 }
 
 func TestHostileGemfileLock(t *testing.T) {
-	for name, in := range map[string]string{
-		"binary":        "\x00\xff\nGEM\n  specs:\n    \x00 (1)\n",
-		"truncated":     "GEM\n  remote: https://rubygems.org/\n  specs:\n    rake (13.0",
-		"giant line":    "GEM\n  specs:\n    a (" + strings.Repeat("1", 4<<20) + ")\n",
-		"injection":     "GEM\n  specs:\n    ../../etc (1.0)\n    a (1.0 || rm)\n    b ()\n    c (\n",
-		"no specs line": "GEM\n    rake (13.0.6)\n",
-	} {
-		t.Run(name, func(t *testing.T) {
-			o, err := NewGemfileLock().Extract(context.Background(), &inventory.Input{Path: "Gemfile.lock", Reader: strings.NewReader(in)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(o.Packages) != 0 {
-				t.Errorf("got %+v", o.Packages)
-			}
-		})
-	}
-	_, err := NewGemfileLock().Extract(context.Background(), &inventory.Input{
-		Path: "Gemfile.lock", Reader: bytes.NewReader(make([]byte, MaxGemfileLockSize+1)),
+	// No input within bounds is an error for this format.
+	inventorytest.RunHostile(t, NewGemfileLock(), "Gemfile.lock", []inventorytest.Case{
+		{Name: "binary", In: "\x00\xff\nGEM\n  specs:\n    \x00 (1)\n"},
+		{Name: "truncated", In: "GEM\n  remote: https://rubygems.org/\n  specs:\n    rake (13.0"},
+		{Name: "giant line", In: "GEM\n  specs:\n    a (" + strings.Repeat("1", 4<<20) + ")\n"},
+		{Name: "injection", In: "GEM\n  specs:\n    ../../etc (1.0)\n    a (1.0 || rm)\n    b ()\n    c (\n"},
+		{Name: "no specs line", In: "GEM\n    rake (13.0.6)\n"},
 	})
-	if err == nil {
+	in := inventorytest.Input("Gemfile.lock", make([]byte, MaxGemfileLockSize+1))
+	in.Info.Size = 0 // the bound holds on the bytes streamed, too
+	if _, err := NewGemfileLock().Extract(context.Background(), in); err == nil {
 		t.Error("oversized lock file accepted")
 	}
 }
@@ -316,9 +229,9 @@ func TestHostileGemfileLock(t *testing.T) {
 func FuzzGemspec(f *testing.F) {
 	f.Add([]byte("# stub: json 2.6.1 ruby lib\n\nGem::Specification.new do |s|\n  s.name = \"json\".freeze\n  s.version = \"2.6.1\"\n  s.licenses = [\"Ruby\".freeze, \"BSD-2-Clause\".freeze]\nend\n"))
 	f.Add([]byte("s.name = %q{a}\ns.version = Gem::Version.new('1.0')\ns.license = %Q(MIT)\n"))
-	f.Add(readFile(f, "testdata/root/usr/lib/ruby/gems/3.1.0/specifications/default/json-2.6.1.gemspec"))
+	f.Add(inventorytest.ReadFile(f, "testdata/root/usr/lib/ruby/gems/3.1.0/specifications/default/json-2.6.1.gemspec"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		o, err := NewGemspec().Extract(context.Background(), &inventory.Input{Path: "specifications/x.gemspec", Reader: bytes.NewReader(in)})
+		o, err := inventorytest.Fuzz(t, NewGemspec(), "specifications/x.gemspec", in)
 		if err != nil {
 			return
 		}
@@ -331,10 +244,10 @@ func FuzzGemspec(f *testing.F) {
 }
 
 func FuzzGemfileLock(f *testing.F) {
-	f.Add(readFile(f, "testdata/lockfiles/bundler-2.3.7/Gemfile.lock"))
+	f.Add(inventorytest.ReadFile(f, "testdata/lockfiles/bundler-2.3.7/Gemfile.lock"))
 	f.Add([]byte("GEM\n  specs:\n    a (1.0-java)\n\nDEPENDENCIES\n  a!\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		o, err := NewGemfileLock().Extract(context.Background(), &inventory.Input{Path: "Gemfile.lock", Reader: bytes.NewReader(in)})
+		o, err := inventorytest.Fuzz(t, NewGemfileLock(), "Gemfile.lock", in)
 		if err != nil {
 			t.Fatal(err) // no input within bounds is an error for this format
 		}
@@ -346,46 +259,11 @@ func FuzzGemfileLock(f *testing.F) {
 	})
 }
 
-func readFile(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
 func BenchmarkGemspec(b *testing.B) {
-	var files [][]byte
-	var total int64
-	_ = filepath.WalkDir(filepath.Join("testdata", "root"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, ".gemspec") {
-			data := readFile(b, p)
-			files = append(files, data)
-			total += int64(len(data))
-		}
-		return err
-	})
-	ex := NewGemspec()
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, data := range files {
-			if _, err := ex.Extract(context.Background(), &inventory.Input{Path: "specifications/x.gemspec", Reader: bytes.NewReader(data)}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	inventorytest.BenchmarkWalk(b, NewGemspec(), filepath.Join("testdata", "root"))
 }
 
 func BenchmarkGemfileLock(b *testing.B) {
-	data := readFile(b, "testdata/lockfiles/bundler-2.3.7/Gemfile.lock")
-	ex := NewGemfileLock()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ex.Extract(context.Background(), &inventory.Input{Path: "Gemfile.lock", Reader: bytes.NewReader(data)}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	data := inventorytest.ReadFile(b, "testdata/lockfiles/bundler-2.3.7/Gemfile.lock")
+	inventorytest.Benchmark(b, NewGemfileLock(), "Gemfile.lock", data, func(out inventory.Output) bool { return len(out.Packages) > 0 })
 }

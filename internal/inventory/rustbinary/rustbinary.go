@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/package-url/packageurl-go"
 
@@ -50,32 +49,7 @@ func (*Extractor) Version() int { return 1 }
 // Required accepts regular executable files of plausible size outside
 // directories that hold only documentation or maintainer scripts.
 func (*Extractor) Required(path string, info inventory.FileInfo) bool {
-	return info.Mode.IsRegular() && info.Mode&0o111 != 0 &&
-		info.Size >= minFileSize && info.Size <= MaxFileSize &&
-		!notBinaryPath(path)
-}
-
-// notBinaryPath reports paths where executable files are scripts or
-// documentation, never compiled programs.
-func notBinaryPath(path string) bool {
-	for _, dir := range [...]string{
-		"usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/locale/",
-		"usr/include/", "var/lib/dpkg/info/", "etc/",
-	} {
-		if strings.HasPrefix(path, dir) {
-			return true
-		}
-	}
-	i := strings.LastIndexAny(path, "./")
-	if i < 0 || path[i] == '/' {
-		return false
-	}
-	switch strings.ToLower(path[i:]) {
-	case ".sh", ".bash", ".py", ".pl", ".pm", ".rb", ".js", ".php", ".txt", ".md",
-		".html", ".json", ".xml", ".yaml", ".yml", ".conf", ".cfg", ".ini", ".h", ".c":
-		return true
-	}
-	return false
+	return info.Size >= minFileSize && info.Size <= MaxFileSize && inventory.MaybeExecutable(path, info)
 }
 
 // versionInfo is cargo-auditable's VersionInfo (auditable-serde).

@@ -7,9 +7,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
-	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
+	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
 )
 
 const (
@@ -25,33 +24,8 @@ const (
 	depOnly = "testdata/dep-v0-only.elf"
 )
 
-// input hands data to an extractor the way the scan core does: a stream
-// first, and a ReaderAt that buffers. readerAtCalls counts the buffering.
-func input(path string, data []byte, readerAtCalls *int) *inventory.Input {
-	return &inventory.Input{
-		Path:   path,
-		Info:   inventory.FileInfo{Size: int64(len(data)), Mode: 0o755},
-		Reader: bytes.NewReader(data),
-		ReaderAt: func() (io.ReaderAt, int64, error) {
-			if readerAtCalls != nil {
-				*readerAtCalls++
-			}
-			return bytes.NewReader(data), int64(len(data)), nil
-		},
-	}
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func extract(data []byte) ([]inventory.Package, error) {
-	out, err := New().Extract(context.Background(), input("usr/bin/rustapp", data, nil))
+	out, err := New().Extract(context.Background(), inventorytest.Executable("usr/bin/rustapp", data))
 	return out.Packages, err
 }
 
@@ -120,7 +94,7 @@ func TestExtractRealBinary(t *testing.T) {
 		wantCrate("tinygit", "0.2.0", "git"),
 	}
 	for _, file := range []string{rustapp, depOnly} {
-		got, err := extract(readFile(t, file))
+		got, err := extract(inventorytest.ReadFile(t, file))
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -142,7 +116,7 @@ func TestSectionMatchesSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := readFile(t, "testdata/src/dep-v0.json")
+	src := inventorytest.ReadFile(t, "testdata/src/dep-v0.json")
 	want, err := decode(zlibBytes(t, src))
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +130,7 @@ func TestSectionMatchesSource(t *testing.T) {
 }
 
 func TestNoSection(t *testing.T) {
-	data := slices.Clone(readFile(t, rustapp))
+	data := slices.Clone(inventorytest.ReadFile(t, rustapp))
 	// Rename the section in the section name table: the same executable,
 	// as a plain `cargo build` would leave it.
 	i := bytes.Index(data, []byte(sectionName+"\x00"))
@@ -178,7 +152,7 @@ func TestCheapRejection(t *testing.T) {
 		{},
 	} {
 		calls := 0
-		out, err := New().Extract(context.Background(), input("bin/x", data, &calls))
+		out, err := New().Extract(context.Background(), inventorytest.CountReaderAt(inventorytest.Executable("bin/x", data), &calls))
 		if err != nil || len(out.Packages) != 0 || calls != 0 {
 			t.Errorf("%q: %d packages, err %v, ReaderAt called %d times; want none", data, len(out.Packages), err, calls)
 		}
@@ -186,55 +160,40 @@ func TestCheapRejection(t *testing.T) {
 }
 
 func TestHostileSections(t *testing.T) {
-	base := readFile(t, rustapp)
+	base := inventorytest.ReadFile(t, rustapp)
+	// in is the real executable with content as its .dep-v0 section.
+	in := func(content []byte) string { return string(withSection(t, base, content)) }
 	bomb := zlibBytes(t, bytes.Repeat([]byte(" "), MaxDepInfoSize+1))
-	tests := []struct {
-		name    string
-		content []byte
-		wantErr error // nil: must succeed
-	}{
-		{"not zlib", []byte(`{"packages":[]}`), ErrMalformed},
-		{"empty", nil, ErrMalformed},
-		{"zlib of non-JSON", zlibBytes(t, []byte("not json")), ErrMalformed},
-		{"truncated zlib", zlibBytes(t, readFile(t, "testdata/src/dep-v0.json"))[:100], ErrMalformed},
-		{"zlib bomb", bomb, inventory.ErrTooLarge},
-		{"package without version", zlibBytes(t, []byte(`{"packages":[{"name":"a","source":"crates.io"}]}`)), ErrMalformed},
-		{"wrong types", zlibBytes(t, []byte(`{"packages":[{"name":1,"version":[]}]}`)), ErrMalformed},
-		{"dependency indices out of range", zlibBytes(t, []byte(
-			`{"packages":[{"name":"a","version":"1.0.0","source":"crates.io","dependencies":[-1,5,1000000000000],"root":true}]}`)), nil},
-		{"two roots and a cycle", zlibBytes(t, []byte(
+	namesFile := func(t testing.TB, _ inventory.Output, err error) {
+		if err != nil && !strings.Contains(err.Error(), "usr/bin/rustapp") {
+			t.Errorf("err = %v; want it naming the file", err)
+		}
+	}
+	cases := []inventorytest.Case{
+		{Name: "not zlib", In: in([]byte(`{"packages":[]}`)), ErrIs: ErrMalformed},
+		{Name: "empty", In: in(nil), ErrIs: ErrMalformed},
+		{Name: "zlib of non-JSON", In: in(zlibBytes(t, []byte("not json"))), ErrIs: ErrMalformed},
+		{Name: "truncated zlib", In: in(zlibBytes(t, inventorytest.ReadFile(t, "testdata/src/dep-v0.json"))[:100]), ErrIs: ErrMalformed},
+		{Name: "zlib bomb", In: in(bomb), ErrIs: inventory.ErrTooLarge},
+		{Name: "package without version", In: in(zlibBytes(t, []byte(`{"packages":[{"name":"a","source":"crates.io"}]}`))), ErrIs: ErrMalformed},
+		{Name: "wrong types", In: in(zlibBytes(t, []byte(`{"packages":[{"name":1,"version":[]}]}`))), ErrIs: ErrMalformed},
+		{Name: "dependency indices out of range", Pkgs: 1, In: in(zlibBytes(t, []byte(
+			`{"packages":[{"name":"a","version":"1.0.0","source":"crates.io","dependencies":[-1,5,1000000000000],"root":true}]}`)))},
+		{Name: "two roots and a cycle", Pkgs: 2, In: in(zlibBytes(t, []byte(
 			`{"packages":[{"name":"a","version":"1.0.0","source":"local","dependencies":[1],"root":true},`+
-				`{"name":"b","version":"2.0.0","source":"local","dependencies":[0],"root":true}]}`)), nil},
-		{"unknown fields and format", zlibBytes(t, []byte(
-			`{"packages":[{"name":"a","version":"1.0.0","source":"sparse+https://x","features":["std"]}],"format":8,"new":{}}`)), nil},
-		{"no packages", zlibBytes(t, []byte(`{}`)), nil},
+				`{"name":"b","version":"2.0.0","source":"local","dependencies":[0],"root":true}]}`)))},
+		{Name: "unknown fields and format", Pkgs: 1, In: in(zlibBytes(t, []byte(
+			`{"packages":[{"name":"a","version":"1.0.0","source":"sparse+https://x","features":["std"]}],"format":8,"new":{}}`)))},
+		{Name: "no packages", In: in(zlibBytes(t, []byte(`{}`)))},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := extract(withSection(t, base, tt.content))
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatalf("err = %v", err)
-				}
-				for _, p := range got {
-					if p.Name == "" || p.Version == "" {
-						t.Errorf("malformed package %+v", p)
-					}
-				}
-				return
-			}
-			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), "usr/bin/rustapp") {
-				t.Errorf("err = %v; want %v naming the file", err, tt.wantErr)
-			}
-			if len(got) != 0 {
-				t.Errorf("packages %v with an error", got)
-			}
-		})
+	for i := range cases {
+		cases[i].Check = namesFile
 	}
+	inventorytest.RunHostile(t, New(), "usr/bin/rustapp", cases)
 }
 
 func TestSectionSizeBound(t *testing.T) {
-	data := withSection(t, readFile(t, rustapp), []byte("x"))
+	data := withSection(t, inventorytest.ReadFile(t, rustapp), []byte("x"))
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +209,7 @@ func TestSectionSizeBound(t *testing.T) {
 // TestDamagedFiles feeds damaged copies of the real executable: no panic,
 // and either the intact file's packages, nothing, or an error.
 func TestDamagedFiles(t *testing.T) {
-	full := readFile(t, rustapp)
+	full := inventorytest.ReadFile(t, rustapp)
 	want, err := extract(full)
 	if err != nil {
 		t.Fatal(err)
@@ -301,26 +260,23 @@ func TestRequired(t *testing.T) {
 }
 
 func TestCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := New().Extract(ctx, input("bin/x", readFile(t, rustapp), nil)); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v; want context.Canceled", err)
-	}
+	inventorytest.CheckCancelled(t, New(), "bin/x", inventorytest.ReadFile(t, rustapp))
 }
 
 // FuzzCargoAuditable feeds whole files: ELF parsing and section decoding.
 func FuzzCargoAuditable(f *testing.F) {
-	seed := readFile(f, depOnly)
+	seed := inventorytest.ReadFile(f, depOnly)
 	f.Add(seed)
 	f.Add(seed[:len(seed)/2])
 	f.Add([]byte("\x7fELF\x02\x01\x01\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := New().Extract(context.Background(), input("bin/x", data, nil))
+		// Names and versions are checked by inventorytest.Fuzz.
+		out, err := inventorytest.Fuzz(t, New(), "bin/x", data)
 		if err != nil {
 			return
 		}
 		for _, p := range out.Packages {
-			if p.Name == "" || p.Version == "" || p.Type != inventory.TypeCargo {
+			if p.Type != inventory.TypeCargo {
 				t.Fatalf("malformed package %+v", p)
 			}
 		}
@@ -330,7 +286,7 @@ func FuzzCargoAuditable(f *testing.F) {
 // FuzzCargoAuditableSection feeds section contents (zlib and JSON), which
 // whole-file fuzzing reaches only rarely.
 func FuzzCargoAuditableSection(f *testing.F) {
-	f.Add(zlibBytes(f, readFile(f, "testdata/src/dep-v0.json")))
+	f.Add(zlibBytes(f, inventorytest.ReadFile(f, "testdata/src/dep-v0.json")))
 	f.Add(zlibBytes(f, []byte(`{"packages":[{"name":"a","version":"1","source":"crates.io","dependencies":[0],"root":true}]}`)))
 	f.Add([]byte("x\x9c\x03\x00\x00\x00\x00\x01"))
 	f.Fuzz(func(t *testing.T, content []byte) {
@@ -345,15 +301,6 @@ func FuzzCargoAuditableSection(f *testing.F) {
 }
 
 func BenchmarkCargoAuditable(b *testing.B) {
-	data := readFile(b, rustapp)
-	e := New()
-	ctx := context.Background()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := e.Extract(ctx, input("usr/bin/rustapp", data, nil))
-		if err != nil || len(out.Packages) != 9 {
-			b.Fatalf("%d packages, err %v", len(out.Packages), err)
-		}
-	}
+	data := inventorytest.ReadFile(b, rustapp)
+	inventorytest.Benchmark(b, New(), "usr/bin/rustapp", data, inventorytest.Packages(9))
 }
