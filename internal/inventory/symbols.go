@@ -47,11 +47,11 @@ func (b *SymbolsBuilder) Add(pkg, recv, name string) {
 		h = (h ^ '.') * fnvPrime
 	}
 	b.funcs = append(b.funcs, hashStr(h, name))
-	if pkg != b.lastPkg || len(b.funcs) == 1 {
+	if b.pkgs == nil {
+		b.pkgs = map[string]struct{}{}
+	}
+	if pkg != b.lastPkg || len(b.pkgs) == 0 {
 		// Functions come grouped by package: skip the map most of the time.
-		if b.pkgs == nil {
-			b.pkgs = map[string]struct{}{}
-		}
 		b.pkgs[pkg] = struct{}{}
 		b.lastPkg = pkg
 	}

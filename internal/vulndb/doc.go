@@ -48,5 +48,17 @@
 // because distributions backport fixes: only the OS package's advisories
 // apply. Records that alias each other are reported once per package.
 //
+// Go advisories name the vulnerable packages of a module, the platforms
+// they exist on and their vulnerable symbols (go-vulndb's
+// ecosystem_specific.imports). They are kept in the index: an entry whose
+// every vulnerable package is limited to other GOOS/GOARCH lists than the
+// package's Platform is skipped, as govulncheck skips it; and when the
+// package carries its binary's functions (Package.Symbols, read by the Go
+// binary extractor), Match.Reachability says whether a vulnerable symbol, a
+// vulnerable package or only the module is in the binary, as govulncheck
+// -mode binary's symbol, package and module levels. The findings
+// themselves stay module-level; TestAgreesWithGovulncheck checks both
+// against the real govulncheck.
+//
 // It must not import internal/scan or anything that reads images.
 package vulndb

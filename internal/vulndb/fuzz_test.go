@@ -26,7 +26,8 @@ func addSeedFiles(f *testing.F, yaml bool, paths ...string) {
 // record comes out, through the index builder and the matcher: no input
 // may panic, and what parses must compile and open.
 func FuzzParseOSV(f *testing.F) {
-	addSeedFiles(f, false, "go-vulndb/GO-2022-1059.json", "go-vulndb/GO-2024-2887.json", "ghsa/GHSA-hmfx-3pcx-653p.json",
+	addSeedFiles(f, false, "go-vulndb/GO-2022-1059.json", "go-vulndb/GO-2024-2887.json", "go-vulndb/GO-2020-0009.json",
+		"go-platform/GO-2024-2961.json", "ghsa/GHSA-hmfx-3pcx-653p.json",
 		"rustsec/RUSTSEC-2018-0003.json", "almalinux/advisories/almalinux8/ALSA-2021:2363.json")
 	addSeedFiles(f, true, "pypa/vulns/urllib3/PYSEC-2023-192.yaml", "pypa/vulns/aiohttp/PYSEC-2022-43059.yaml")
 	f.Add([]byte(`{"id":"X-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Debian:12","name":"a"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"1:0"},{"last_affected":"1:2~b"}]}],"versions":["1:1"]}]}`), false)
@@ -51,6 +52,9 @@ func FuzzParseOSV(f *testing.F) {
 			for _, v := range []string{"0", "1.0.0", "1:1.0-1"} {
 				pkgs = append(pkgs, inventory.Package{Name: a.Name, Version: v, Ecosystem: a.Ecosystem})
 			}
+			// A package of a binary: platform and functions known.
+			pkgs = append(pkgs, inventory.Package{Name: a.Name, Version: "0", Ecosystem: a.Ecosystem,
+				Platform: "windows/amd64", Symbols: fuzzSymbols(a)})
 		}
 		if _, err := db.Match(context.Background(), pkgs); err != nil {
 			t.Fatalf("match on a built index: %v", err)
@@ -82,9 +86,13 @@ func FuzzOpenIndex(f *testing.F) {
 	f.Add(img[:headerSize])
 	f.Add(img[:len(img)/2])
 	f.Add([]byte(indexMagic))
+	var b inventory.SymbolsBuilder
+	b.Add("net/netip", "Addr", "Is4In6")
+	b.AddModule("stdlib")
 	pkgs := []inventory.Package{
 		{Name: "smallvec", Version: "1.0.0", Ecosystem: "crates.io"},
 		{Name: "stdlib", Version: "go1.22.0", Ecosystem: "Go"},
+		{Name: "stdlib", Version: "go1.22.0", Ecosystem: "Go", Platform: "linux/amd64", Symbols: b.Build()},
 		{Name: "x", Version: "1", Ecosystem: "npm"},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -142,4 +150,19 @@ func FuzzParseFormats(f *testing.F) {
 			parseEPSS(bytes.NewReader(data))
 		}
 	})
+}
+
+// fuzzSymbols is a function set holding the first symbol of each import of
+// a, so matching walks the symbol and package paths.
+func fuzzSymbols(a affected) *inventory.Symbols {
+	var b inventory.SymbolsBuilder
+	for _, imp := range a.Imports {
+		sym := "f"
+		if len(imp.Symbols) > 0 {
+			sym = imp.Symbols[0]
+		}
+		b.Add(imp.Path, "", sym)
+	}
+	b.AddModule(a.Name)
+	return b.Build()
 }

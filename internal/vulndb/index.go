@@ -24,7 +24,8 @@ import (
 //	keys     nKeys × 16 bytes, sorted by (ecosystem, name):
 //	         ecosystemRef, nameRef, firstEntry (offset in data), entryCount
 //	vulns    nVulns × 16 bytes: idRef, aliasesOff, detailsOff, detailsLen
-//	data     affected entries (varint-encoded intervals), alias lists
+//	data     affected entries (varint-encoded intervals, listed versions,
+//	         Go imports with their platforms and symbols), alias lists
 //	         (string refs, for de-duplication) and each vulnerability's
 //	         details, decoded only when it matches
 //	meta     JSON: build time and source statuses, for Status
@@ -33,7 +34,7 @@ import (
 // over keys; its entries are read in place.
 const (
 	indexMagic   = "BWVDB\x00\r\n"
-	indexVersion = 1
+	indexVersion = 2 // 2: Go imports (platforms, symbols) in affected entries
 	headerSize   = 64
 	keySize      = 16
 	vulnSize     = 16
@@ -167,6 +168,16 @@ func buildIndex(sources []*sourceData, built time.Time) ([]byte, error) {
 				e = binary.AppendUvarint(e, uint64(len(a.Versions)))
 				for _, ver := range a.Versions {
 					e = binary.AppendUvarint(e, uint64(strs.ref(ver)))
+				}
+				e = binary.AppendUvarint(e, uint64(len(a.Imports)))
+				for _, imp := range a.Imports {
+					e = binary.AppendUvarint(e, uint64(strs.ref(imp.Path)))
+					for _, list := range [][]string{imp.GOOS, imp.GOARCH, imp.Symbols} {
+						e = binary.AppendUvarint(e, uint64(len(list)))
+						for _, x := range list {
+							e = binary.AppendUvarint(e, uint64(strs.ref(x)))
+						}
+					}
 				}
 				entries = append(entries, buildEntry{eco: strs.ref(base), name: strs.ref(normalizeName(base, a.Name)), data: e})
 			}

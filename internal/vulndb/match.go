@@ -20,6 +20,12 @@ type query struct {
 	display                     string // name as shown in MatchedBy
 	fam                         osFamily
 	viaSource                   bool
+	// goos and goarch are the package's platform ("" when unknown), for
+	// advisories limited to some platforms.
+	goos, goarch string
+	// syms are the functions of the binary the package was found in (nil
+	// when unknown), for Match.Reachability.
+	syms *inventory.Symbols
 }
 
 // resolve decides how p is matched, or that it is not matched at all:
@@ -63,10 +69,38 @@ func resolve(p *inventory.Package) (query, bool) {
 		q.relKey = releaseKey(base, rel)
 	}
 	q.display = q.name
+	q.goos, q.goarch = splitPlatform(p.Platform)
+	q.syms = p.Symbols
 	q.version = normalizeVersion(base, q.name, q.version)
 	q.name = normalizeName(base, q.name)
 	return q, true
 }
+
+// splitPlatform splits Package.Platform ("linux/amd64", "linux/arm/v7")
+// into GOOS and GOARCH.
+func splitPlatform(p string) (goos, goarch string) {
+	goos, rest, _ := strings.Cut(p, "/")
+	goarch, _, _ = strings.Cut(rest, "/")
+	return goos, goarch
+}
+
+// Reachability levels, from Match.Reachability; the order matters (a
+// higher level wins when aliased records are merged).
+const (
+	reachUnknown = iota
+	reachModule
+	reachPackage
+	reachSymbol
+)
+
+// Match.Reachability values.
+const (
+	ReachabilityModule  = "module"
+	ReachabilityPackage = "package"
+	ReachabilitySymbol  = "symbol"
+)
+
+var reachNames = [...]string{reachUnknown: "", reachModule: ReachabilityModule, reachPackage: ReachabilityPackage, reachSymbol: ReachabilitySymbol}
 
 // hit is one vulnerability found for one package, before de-duplication.
 type hit struct {
@@ -74,6 +108,8 @@ type hit struct {
 	eco     string // the advisory's ecosystem ("Debian:12"), for MatchedBy
 	fixes   []string
 	aliases []uint32
+	reach   int
+	symbols []string // vulnerable functions found in the binary, "pkg.Symbol"
 }
 
 // Match finds the vulnerabilities affecting pkgs. Each (package,
@@ -131,6 +167,17 @@ type matcher struct {
 	cache  map[uint64]*Vulnerability
 	bounds map[boundKey]semantic.Version
 	ranges []interval
+	// imports and symRefs hold the current entry's Go imports, decoded
+	// in place (buffers reused across entries).
+	imports []importView
+	symRefs []uint64
+}
+
+// importView is one Go import of the entry being matched.
+type importView struct {
+	path             string // transient: a view into the mapping
+	platformOK       bool   // allowed on the package's platform
+	symStart, symEnd int    // its symbol refs in matcher.symRefs
 }
 
 type boundKey struct {
@@ -245,8 +292,14 @@ func (m *matcher) one(p *inventory.Package, pkgIndex int) ([]Match, error) {
 				}
 			}
 		}
+		platformOK := m.decodeImports(d, &q)
 		if d.err != nil {
 			break
+		}
+		if !platformOK {
+			// Every vulnerable package of the entry is limited to other
+			// platforms ("Windows only"): govulncheck skips it too.
+			continue
 		}
 		if q.fam != notOS {
 			if rel := ix.transient(relRef, d); rel != "" && rel != q.relKey {
@@ -272,11 +325,89 @@ func (m *matcher) one(p *inventory.Package, pkgIndex int) ([]Match, error) {
 			j = len(hits) - 1
 		}
 		hits[j].fixes = append(hits[j].fixes, fixes...)
+		if q.syms != nil {
+			reach, syms := m.reachability(&q, d)
+			hits[j].reach = max(hits[j].reach, reach)
+			hits[j].symbols = append(hits[j].symbols, syms...)
+		}
 	}
 	if d.err != nil {
 		return nil, corrupt("affected entries", d.err)
 	}
 	return m.group(q, pkgIndex, hits)
+}
+
+// decodeImports reads an entry's Go imports into m.imports and reports
+// whether the entry applies on the package's platform, as govulncheck
+// decides it: an entry without imports applies everywhere; otherwise at
+// least one import must allow both the GOOS and the GOARCH (an empty list
+// allows any; an unknown platform is allowed by any list).
+func (m *matcher) decodeImports(d *dec, q *query) bool {
+	m.imports, m.symRefs = m.imports[:0], m.symRefs[:0]
+	n := d.count()
+	ok := n == 0
+	for i := 0; i < n && d.err == nil; i++ {
+		iv := importView{path: m.ix.transient(d.uvarint(), d)}
+		osOK := m.listAllows(d, q.goos)
+		archOK := m.listAllows(d, q.goarch)
+		iv.platformOK = osOK && archOK
+		ok = ok || iv.platformOK
+		ns := d.count()
+		iv.symStart = len(m.symRefs)
+		for k := 0; k < ns && d.err == nil; k++ {
+			m.symRefs = append(m.symRefs, d.uvarint())
+		}
+		iv.symEnd = len(m.symRefs)
+		m.imports = append(m.imports, iv)
+	}
+	return ok
+}
+
+// listAllows reads a GOOS or GOARCH list and reports whether it allows v.
+func (m *matcher) listAllows(d *dec, v string) bool {
+	n := d.count()
+	ok := n == 0 || v == ""
+	for i := 0; i < n && d.err == nil; i++ {
+		ref := d.uvarint()
+		if !ok && m.ix.transient(ref, d) == v {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// reachability compares the current entry's imports (m.imports) with the
+// functions of the package's binary, the way govulncheck does in binary
+// mode: a vulnerable symbol present is "symbol" (an import without
+// symbols means all of the package's; an entry without imports means all
+// of the module's); a vulnerable package present without any of its
+// vulnerable symbols is "package"; nothing of either is "module".
+func (m *matcher) reachability(q *query, d *dec) (int, []string) {
+	if len(m.imports) == 0 {
+		if q.syms.HasModule(q.display) {
+			return reachSymbol, nil
+		}
+		return reachModule, nil
+	}
+	level := reachModule
+	var found []string
+	for _, iv := range m.imports {
+		if !iv.platformOK || !q.syms.HasPackage(iv.path) {
+			continue
+		}
+		if iv.symStart == iv.symEnd {
+			level = reachSymbol
+			continue
+		}
+		level = max(level, reachPackage)
+		for _, ref := range m.symRefs[iv.symStart:iv.symEnd] {
+			if sym := m.ix.transient(ref, d); q.syms.HasFunc(iv.path, sym) {
+				level = reachSymbol
+				found = append(found, iv.path+"."+sym)
+			}
+		}
+	}
+	return level, found
 }
 
 // transient returns the string at ref as a view into the mapped index,
@@ -360,9 +491,12 @@ func (m *matcher) group(q query, pkg int, hits []hit) ([]Match, error) {
 				best = i
 			}
 		}
-		var fixes []string
+		var fixes, syms []string
+		reach := reachUnknown
 		for _, h := range memberHits {
 			fixes = append(fixes, h.fixes...)
+			syms = append(syms, h.symbols...)
+			reach = max(reach, h.reach)
 		}
 		mt := Match{
 			Package:          pkg,
@@ -370,6 +504,8 @@ func (m *matcher) group(q query, pkg int, hits []hit) ([]Match, error) {
 			InstalledVersion: q.version,
 			FixedVersions:    sortVersions(q.base, fixes),
 			MatchedBy:        memberHits[best].eco + "/" + q.display,
+			Reachability:     reachNames[reach],
+			Symbols:          sortedUnique(syms),
 		}
 		if q.viaSource {
 			mt.MatchedBy += " (source package)"

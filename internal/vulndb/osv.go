@@ -20,7 +20,8 @@ const MaxRecordSize = 4 << 20
 
 // osvRecord is the subset of the OSV schema Bulwark reads
 // (https://ossf.github.io/osv-schema/). Free-form objects
-// (database_specific, ecosystem_specific) are read only for "severity".
+// (database_specific, ecosystem_specific) are read only for "severity",
+// and ecosystem_specific also for go-vulndb's "imports".
 type osvRecord struct {
 	SchemaVersion    string        `json:"schema_version" yaml:"schema_version"`
 	ID               string        `json:"id" yaml:"id"`
@@ -51,8 +52,47 @@ type osvAffected struct {
 	Severity          []osvSeverity `json:"severity" yaml:"severity"`
 	Ranges            []osvRange    `json:"ranges" yaml:"ranges"`
 	Versions          []string      `json:"versions" yaml:"versions"`
-	EcosystemSpecific specific      `json:"ecosystem_specific" yaml:"ecosystem_specific"`
+	EcosystemSpecific ecoSpecific   `json:"ecosystem_specific" yaml:"ecosystem_specific"`
 	DatabaseSpecific  specific      `json:"database_specific" yaml:"database_specific"`
+}
+
+// ecoSpecific is an affected package's ecosystem_specific object: the
+// severity some databases write there, and the packages go-vulndb lists
+// (https://go.dev/security/vuln/database#schema).
+type ecoSpecific struct {
+	Severity any        `json:"severity" yaml:"severity"`
+	Imports  osvImports `json:"imports" yaml:"imports"`
+}
+
+// osvImport is one vulnerable package of a Go module: its import path,
+// the platforms it is limited to (empty: all) and its vulnerable symbols
+// (empty: all of them).
+type osvImport struct {
+	Path    string   `json:"path" yaml:"path"`
+	GOOS    []string `json:"goos" yaml:"goos"`
+	GOARCH  []string `json:"goarch" yaml:"goarch"`
+	Symbols []string `json:"symbols" yaml:"symbols"`
+}
+
+// osvImports decodes leniently: ecosystem_specific is free-form, so an
+// "imports" of another shape (another database's meaning) is ignored
+// rather than failing the whole record.
+type osvImports []osvImport
+
+func (o *osvImports) UnmarshalJSON(b []byte) error {
+	var v []osvImport
+	if json.Unmarshal(b, &v) == nil {
+		*o = v
+	}
+	return nil
+}
+
+func (o *osvImports) UnmarshalYAML(n *yaml.Node) error {
+	var v []osvImport
+	if n.Decode(&v) == nil {
+		*o = v
+	}
+	return nil
 }
 
 type osvRange struct {
@@ -156,7 +196,7 @@ func parseOSV(data []byte, isYAML bool, source string) (rec *record, withdrawn b
 		if a.Package.Name == "" || a.Package.Ecosystem == "" {
 			continue // GIT-only entries name a repository, not a package
 		}
-		af := affected{Ecosystem: a.Package.Ecosystem, Name: a.Package.Name}
+		af := affected{Ecosystem: a.Package.Ecosystem, Name: a.Package.Name, Imports: goImports(a.EcosystemSpecific.Imports)}
 		base, _ := splitEcosystem(af.Ecosystem)
 		for j, rg := range a.Ranges {
 			if rg.Type != "ECOSYSTEM" && rg.Type != "SEMVER" {
@@ -198,6 +238,31 @@ func parseOSV(data []byte, isYAML bool, source string) (rec *record, withdrawn b
 		r.Affected = append(r.Affected, af)
 	}
 	return r, false, nil
+}
+
+// maxImportField bounds the strings of an import (paths, platform names,
+// symbols); longer ones are not Go identifiers or import paths.
+const maxImportField = 512
+
+// goImports keeps the well-formed entries of go-vulndb's imports list.
+func goImports(in osvImports) []goImport {
+	var out []goImport
+	clean := func(ss []string) []string {
+		var out []string
+		for _, s := range ss {
+			if s != "" && len(s) <= maxImportField {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for _, imp := range in {
+		if imp.Path == "" || len(imp.Path) > maxImportField {
+			continue
+		}
+		out = append(out, goImport{Path: imp.Path, GOOS: clean(imp.GOOS), GOARCH: clean(imp.GOARCH), Symbols: clean(imp.Symbols)})
+	}
+	return out
 }
 
 // decodeYAML decodes data into v after checking that the document holds no

@@ -249,3 +249,54 @@ func TestScoreVector(t *testing.T) {
 		t.Error("bad vector accepted")
 	}
 }
+
+// TestParseOSVImports reads go-vulndb's ecosystem_specific.imports (the
+// vulnerable packages, their platforms and symbols) and ignores an
+// "imports" of another shape, which the free-form object allows.
+func TestParseOSVImports(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "go-platform", "GO-2024-2961.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := parseOSV(data, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []goImport{{
+		Path: "golang.org/x/crypto/acme/autocert", GOOS: []string{"windows"},
+		Symbols: []string{"DirCache.Delete", "DirCache.Get", "DirCache.Put", "HostWhitelist", "Manager.GetCertificate",
+			"Manager.Listener", "NewListener", "listener.Accept", "listener.Close"},
+	}}
+	if diff := cmp.Diff(want, r.Affected[0].Imports); diff != "" {
+		t.Errorf("imports (-want +got):\n%s", diff)
+	}
+
+	const head = `{"id":"X-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Go","name":"example.com/m"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}],"ecosystem_specific":`
+	long := strings.Repeat("a", maxImportField+1)
+	for name, c := range map[string]struct {
+		doc  string
+		yaml bool
+		want []goImport
+	}{
+		"another shape":   {head + `{"imports":"all"}}]}`, false, nil},
+		"wrong item type": {head + `{"imports":[{"path":1}]}}]}`, false, nil},
+		"no path, long strings": {head + `{"imports":[{"symbols":["F"]},{"path":"example.com/m/p","goos":["` + long + `","linux"],"symbols":["","G"]}]}}]}`, false,
+			[]goImport{{Path: "example.com/m/p", GOOS: []string{"linux"}, Symbols: []string{"G"}}}},
+		"YAML": {"id: X-1\nmodified: 2024-01-01T00:00:00Z\naffected:\n- package: {ecosystem: Go, name: example.com/m}\n  ecosystem_specific:\n    imports:\n    - path: example.com/m/p\n      goarch: [amd64]\n", true,
+			[]goImport{{Path: "example.com/m/p", GOARCH: []string{"amd64"}}}},
+		"YAML another shape": {"id: X-1\nmodified: 2024-01-01T00:00:00Z\naffected:\n- package: {ecosystem: Go, name: example.com/m}\n  ecosystem_specific: {imports: {path: x}}\n", true, nil},
+	} {
+		r, _, err := parseOSV([]byte(c.doc), c.yaml, "")
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if len(r.Affected) != 1 {
+			t.Errorf("%s: %d affected", name, len(r.Affected))
+			continue
+		}
+		if diff := cmp.Diff(c.want, r.Affected[0].Imports); diff != "" {
+			t.Errorf("%s: imports (-want +got):\n%s", name, diff)
+		}
+	}
+}

@@ -34,6 +34,21 @@ type affected struct {
 	Ranges    []interval `json:"ranges,omitempty"`
 	// Versions are affected versions not already inside Ranges.
 	Versions []string `json:"versions,omitempty"`
+	// Imports are the vulnerable packages of a Go module (go-vulndb's
+	// ecosystem_specific.imports). Empty means the whole module.
+	Imports []goImport `json:"imports,omitempty"`
+}
+
+// goImport is one vulnerable package of a Go module.
+type goImport struct {
+	Path string `json:"path"`
+	// GOOS and GOARCH limit the vulnerability to these platforms; empty
+	// means every platform.
+	GOOS   []string `json:"goos,omitempty"`
+	GOARCH []string `json:"goarch,omitempty"`
+	// Symbols are the vulnerable functions and methods ("Parse",
+	// "Tokenizer.Next"); empty means every symbol of the package.
+	Symbols []string `json:"symbols,omitempty"`
 }
 
 // interval is one affected version range. OSV event lists, npm semver

@@ -28,7 +28,7 @@ const (
 	sourcesDir  = "sources"
 	sourceExt   = ".json.zst"
 	lockFile    = "lock"
-	sourceSchem = 1
+	sourceSchem = 2 // 2: affected entries keep Go imports
 )
 
 // sourceData is one source as stored.

@@ -88,4 +88,23 @@ type Match struct {
 	// MatchedBy explains the match: "Debian:12/openssl (source package)",
 	// "Go/golang.org/x/net", "Go/stdlib".
 	MatchedBy string `json:"matchedBy"`
+	// Reachability says how much of the vulnerable code is in the binary
+	// the package was found in, when its functions could be read (Go
+	// binaries, stripped or not); empty when unknown, the match then rests
+	// on the version alone. Like govulncheck -mode binary:
+	//   - ReachabilitySymbol: a vulnerable function the advisory names is
+	//     compiled in (or, where it names packages without functions or no
+	//     packages at all, any function of those packages or of the module);
+	//   - ReachabilityPackage: code of a vulnerable package is compiled in,
+	//     but none of the vulnerable functions;
+	//   - ReachabilityModule: the module version is affected, but none of
+	//     its vulnerable packages is compiled in.
+	// The linker drops functions nothing can call, so a function absent
+	// from the binary cannot run; a present one may still never be called.
+	// Policy (--fail-on) does not look at it: a vulnerable module version
+	// is a finding whatever its reachability.
+	Reachability string `json:"reachability,omitempty"`
+	// Symbols are the vulnerable functions found in the binary, as
+	// "import/path.Symbol" ("golang.org/x/net/html.Parse").
+	Symbols []string `json:"symbols,omitempty"`
 }
