@@ -79,9 +79,6 @@ func Main(ctx context.Context, env Env) int {
 	}
 	root := a.rootCmd()
 	root.SetArgs(env.Args)
-	root.SetIn(env.Stdin)
-	root.SetOut(env.Stdout)
-	root.SetErr(env.Stderr)
 	err := root.ExecuteContext(ctx)
 	switch {
 	case err == nil:
@@ -118,6 +115,7 @@ func (a *app) rootCmd() *cobra.Command {
   bulwark db import PATH...   import advisories (OSV, CISA KEV, CVE 5, ...) into the local database
   bulwark db status           what the local database holds and how old it is
   bulwark demo                import the bundled demo data and scan the bundled demo image
+  bulwark server --demo       run central (API, registry webhooks, scan queue, console) with the demo data
 
 Configuration comes from flags, then environment variables (BULWARK_ + the flag
 name in upper case with '-' as '_', e.g. BULWARK_DB_DIR, BULWARK_FAIL_ON), then
@@ -125,6 +123,12 @@ the YAML file given by --config or BULWARK_CONFIG (keys are flag names, optional
 nested under command names: "scan: {fail-on: high}").
 
 Exit codes: 0 success, 1 policy failed (findings at or above --fail-on), 2 error.`,
+		Example: `  # see it work, offline, on bundled real data
+  bulwark demo
+
+  # import advisories once, then gate a pipeline on fixable high and critical findings
+  bulwark db import ./osv-go.zip ./known_exploited_vulnerabilities.json
+  bulwark scan image --fail-on high --ignore-unfixed registry.example.com/team/app:1.2`,
 		Version:       a.version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -137,18 +141,51 @@ Exit codes: 0 success, 1 policy failed (findings at or above --fail-on), 2 error
 	pf.String("config", "", "YAML configuration file (env BULWARK_CONFIG)")
 	pf.String("log-level", "warn", "log level: debug, info, warn, error")
 	pf.String("db-dir", "", "vulnerability database directory (default: user cache dir/bulwark/db)")
-	root.AddCommand(a.scanCmd(), a.dbCmd(), a.demoCmd(), a.versionCmd())
+	root.AddCommand(a.scanCmd(), a.dbCmd(), a.demoCmd(), a.serverCmd(), a.postureCmd(), a.versionCmd())
+	// Before the completion command is added: it takes its writer then.
+	root.SetIn(a.env.Stdin)
+	root.SetOut(a.env.Stdout)
+	root.SetErr(a.env.Stderr)
+	a.completionExamples(root)
 	return root
 }
 
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  bulwark version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "bulwark %s\n", a.version())
 			return nil
 		},
+	}
+}
+
+// completionExamples adds cobra's completion command now, rather than when
+// the CLI runs, to give it and its per-shell commands examples like every
+// other command's.
+func (a *app) completionExamples(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Example = `  # bash, for the current shell
+  source <(bulwark completion bash)
+
+  # zsh, for every new shell
+  bulwark completion zsh > "${fpath[1]}/_bulwark"`
+		for _, sh := range c.Commands() {
+			switch sh.Name() {
+			case "bash", "zsh":
+				sh.Example = "  source <(bulwark completion " + sh.Name() + ")"
+			case "fish":
+				sh.Example = "  bulwark completion fish | source"
+			case "powershell":
+				sh.Example = "  bulwark completion powershell | Out-String | Invoke-Expression"
+			}
+		}
 	}
 }
