@@ -19,7 +19,10 @@ for pkg_bin in debootstrap:debootstrap debian-archive-keyring:/usr/share/keyring
   binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
   liblog4j2-java:/usr/share/java/log4j-core.jar npm:npm chromium:/usr/bin/chromium fonts-liberation:/usr/share/fonts/truetype/liberation; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
-  command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
+  case $bin in
+    /*) [ -e "$bin" ] || need_apt+=("$pkg") ;;
+    *) command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg") ;;
+  esac
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
