@@ -19,6 +19,8 @@ func (a *app) dbCmd() *cobra.Command {
 sources. Each source is stored separately: importing a source again replaces
 only that source. The index is rewritten atomically, so a scan running at the
 same time sees either the old or the new database, never a mix.`,
+		Example: `  bulwark db import ./golang-vulndb.zip ./cisa-kev.json
+  bulwark db status`,
 	}
 	cmd.AddCommand(a.dbImportCmd(), a.dbStatusCmd())
 	return cmd
@@ -72,7 +74,9 @@ func (a *app) dbStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show what the local database holds and how old it is",
-		Args:  cobra.NoArgs,
+		Example: `  bulwark db status
+  bulwark db status --format json --db-dir /var/cache/bulwark/db`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := a.dbDir(cmd)
 			if err != nil {

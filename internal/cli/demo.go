@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-
-	"github.com/bulwark-security/bulwark/internal/demo"
-	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
 func (a *app) demoCmd() *cobra.Command {
@@ -26,6 +23,8 @@ and print the report.
 
 The database goes to --db-dir when given, else to a temporary directory that
 is removed afterwards.`,
+		Example: `  bulwark demo
+  bulwark demo --format json --fail-on critical`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tmp, err := os.MkdirTemp("", "bulwark-demo-")
@@ -37,31 +36,11 @@ is removed afterwards.`,
 			if dbDir == "" {
 				dbDir = filepath.Join(tmp, "db")
 			}
-			// The bundled files are written out: the importer and the image
-			// reader take paths, as they do for users' own files.
-			var paths []string
-			var imagePath string
-			err = fs.WalkDir(demo.Files, ".", func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() {
-					return err
-				}
-				dst := filepath.Join(tmp, filepath.FromSlash(p))
-				if err := copyOut(demo.Files, p, dst); err != nil {
-					return err
-				}
-				switch {
-				case p == demo.ImagePath:
-					imagePath = dst
-				case filepath.Dir(dst) == filepath.Join(tmp, demo.DBDir):
-					paths = append(paths, dst)
-				}
-				return nil
-			})
+			paths, imagePath, err := writeDemoFiles(tmp)
 			if err != nil {
-				return fmt.Errorf("demo data: %w", err)
+				return err
 			}
-			fmt.Fprintf(a.env.Stderr, "bulwark demo: importing %d bundled advisory sources into %s\n", len(paths), dbDir)
-			if _, err := vulndb.Import(cmd.Context(), dbDir, paths, vulndb.ImportOptions{Logger: a.log}); err != nil {
+			if err := a.importDemoDB(cmd.Context(), "bulwark demo", dbDir, paths); err != nil {
 				return err
 			}
 			if err := cmd.Flags().Set("db-dir", dbDir); err != nil {

@@ -23,6 +23,8 @@ func (a *app) postureCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "posture",
 		Short: "Measure Kubernetes manifests against CIS, NSA-CISA and Pod Security Standards",
+		Example: `  bulwark posture manifests --fail-on high deploy/
+  helm template ./chart | bulwark posture manifests -`,
 	}
 	cmd.AddCommand(a.postureManifestsCmd())
 	return cmd

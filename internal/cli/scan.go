@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ type scanFlags struct {
 	maxImageSize  int64
 	maxFiles      int
 	maxFileSize   int64
+	upload        uploadFlags
 }
 
 func (a *app) scanCmd() *cobra.Command {
@@ -52,7 +54,13 @@ func (a *app) scanCmd() *cobra.Command {
 The vulnerability database must have been imported first (bulwark db import);
 --skip-db lists the inventory only.
 
+The Go runtime's memory is kept under a soft limit of 100 MiB during a scan;
+set GOMEMLIMIT to choose another.
+
 Exit codes: 0 passed, 1 findings at or above --fail-on remain, 2 error.`,
+		Example: `  bulwark scan image --fail-on high registry.example.com/team/app:1.2
+  bulwark scan fs --format sarif -o results.sarif .
+  bulwark scan sbom --fail-on critical app.cdx.json`,
 	}
 	cmd.AddCommand(a.scanImageCmd(), a.scanFSCmd(), a.scanSBOMCmd())
 	return cmd
@@ -110,6 +118,7 @@ streaming; nothing is unpacked to disk.`,
 	fl.Int64Var(&f.maxImageSize, "max-image-size", 8<<30, "refuse images whose layers decompress to more than this many bytes")
 	fl.IntVar(&f.maxFiles, "max-files", 2_000_000, "refuse images with more files than this")
 	fl.Int64Var(&f.maxFileSize, "max-file-size", 512<<20, "largest single file read into memory (binaries, archives)")
+	addUploadFlags(cmd, &f.upload)
 	return cmd
 }
 
@@ -157,9 +166,27 @@ func (a *app) dbDir(cmd *cobra.Command) (string, error) {
 	return vulndb.DefaultDir()
 }
 
+// scanMemoryLimit is the soft limit on the Go runtime's memory during a
+// scan, unless GOMEMLIMIT sets one. Extractors buffer big files whole
+// (binaries, archives) and the walker drops such buffers after each file;
+// without a limit the garbage collector lets the heap grow to twice its
+// live size, so while one big buffer is live the heap goal doubles and the
+// previous big buffers linger as garbage: peak RSS then follows the largest
+// files of the image rather than what the scan needs (BenchmarkPeakRSS1GB
+// in internal/scan measures it). Near the limit the collector runs sooner
+// and returns freed memory to the OS. It is soft: a scan whose live data
+// needs more still gets it, at the cost of more collector work.
+const scanMemoryLimit = 100 << 20
+
 func (a *app) runScan(cmd *cobra.Command, f *scanFlags, kind, target string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
+	if a.env.Getenv("GOMEMLIMIT") == "" {
+		if prev := debug.SetMemoryLimit(-1); prev > scanMemoryLimit {
+			debug.SetMemoryLimit(scanMemoryLimit)
+			defer debug.SetMemoryLimit(prev)
+		}
+	}
 
 	format, err := a.resolveFormat(f)
 	if err != nil {
@@ -270,6 +297,11 @@ func (a *app) runScan(cmd *cobra.Command, f *scanFlags, kind, target string) err
 	ropts := report.Options{Color: f.output == "" && isTTY(a.env.Stdout), Width: termWidth(out)}
 	if err := report.Write(ctx, out, res, format, ropts); err != nil {
 		return fmt.Errorf("write report: %w", err)
+	}
+	// Uploaded before the gate: central records the scan even when the
+	// build is about to fail on it.
+	if err := a.uploadIfAsked(ctx, &f.upload, res); err != nil {
+		return err
 	}
 	if failOn != vulndb.SeverityUnknown {
 		if v := suppress.Evaluate(res, failOn); v.Failed {

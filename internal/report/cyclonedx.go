@@ -32,6 +32,7 @@ const (
 	PropSourceVersion = "bulwark:sourceVersion"
 	PropIndirect      = "bulwark:indirect"
 	PropDev           = "bulwark:dev"
+	PropPlatform      = "bulwark:platform"
 )
 
 // bulwarkNamespace seeds the name-based UUIDs of generated documents.
@@ -270,6 +271,7 @@ func packageComponent(p *inventory.Package, ref string) cdx.Component {
 	add(PropLayer, p.Layer)
 	add(PropExtractor, p.Extractor)
 	add(PropOSPackage, p.OSPackage)
+	add(PropPlatform, p.Platform)
 	add(PropSourceName, p.SourceName)
 	add(PropSourceVersion, p.SourceVersion)
 	if p.Indirect {

@@ -18,6 +18,7 @@ const (
 	propLocationDetail = "bulwark:locationDetail"
 	propLayer          = "bulwark:layer"
 	propOSPackage      = "bulwark:osPackage"
+	propPlatform       = "bulwark:platform"
 	propEcosystem      = "bulwark:ecosystem"
 	propSourceName     = "bulwark:sourceName"
 	propSourceVersion  = "bulwark:sourceVersion"
@@ -165,6 +166,7 @@ func componentInfoOf(comp *cdx.Component) componentInfo {
 		locationDetail: props[propLocationDetail],
 		layer:          firstOf(props[propLayer], props[trivyLayer]),
 		osPackage:      props[propOSPackage],
+		platform:       props[propPlatform],
 		sourceName:     firstOf(props[propSourceName], props[trivySrcName]),
 		sourceVersion:  props[propSourceVersion],
 		ecosystem:      props[propEcosystem],

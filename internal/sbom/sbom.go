@@ -326,6 +326,7 @@ func (c *collector) finish() *Decoded {
 type componentInfo struct {
 	location, locationDetail, layer string
 	osPackage                       string
+	platform                        string
 	sourceName, sourceVersion       string
 	ecosystem                       string
 	licenses                        []string
@@ -339,6 +340,7 @@ func (ci *componentInfo) apply(p *inventory.Package) {
 	p.LocationDetail = ci.locationDetail
 	p.Layer = ci.layer
 	p.OSPackage = ci.osPackage
+	p.Platform = ci.platform
 	if ci.sourceName != "" {
 		p.SourceName = ci.sourceName
 	}

@@ -75,15 +75,22 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readerAt buffers the whole file once. The walker's ReaderAt expects an
-// untouched stream; when part of it is already in buf, the rest is read
-// here instead.
+// peekKept is how much may be read from a walker's Reader before its
+// ReaderAt is called (image.Walk keeps those first bytes and serves the
+// whole file; a directory walk reads the file itself).
+const peekKept = 64 << 10
+
+// readerAt buffers the whole file once. While the replay has read no more
+// than peekKept bytes, the walker's ReaderAt buffers the file in its own
+// reusable buffer; beyond that, the rest is read here instead. Buffering
+// here after a peek (an ELF magic check) used to hold a big binary twice:
+// once growing in buf, once more in the copy bytes.Buffer makes to grow.
 func (r *replay) readerAt() (io.ReaderAt, int64, error) {
 	if r.raDone {
 		return r.ra, r.raSize, r.raErr
 	}
 	r.raDone = true
-	if r.buf.Len() == 0 && r.err == nil && r.full != nil {
+	if r.buf.Len() <= peekKept && r.err == nil && r.full != nil {
 		r.ra, r.raSize, r.raErr = r.full()
 		return r.ra, r.raSize, r.raErr
 	}

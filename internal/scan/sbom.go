@@ -8,6 +8,7 @@ import (
 
 	"github.com/package-url/packageurl-go"
 
+	"github.com/bulwark-security/bulwark/internal/inventory"
 	"github.com/bulwark-security/bulwark/internal/sbom"
 )
 
@@ -30,6 +31,12 @@ func (s *Scanner) SBOM(ctx context.Context, name string, r io.Reader) (*Result, 
 	for _, p := range d.Packages {
 		if p.Location == "" {
 			p.Location = name
+		}
+		// Go PURLs carry the module version with its "v"; the inventory
+		// stores it without, as OSV records and the Go binary extractor
+		// write it, so an SBOM of an image reports what the image scan does.
+		if p.Type == inventory.TypeGolang {
+			p.Version = strings.TrimPrefix(p.Version, "v")
 		}
 		res.Packages = append(res.Packages, p)
 	}
