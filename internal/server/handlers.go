@@ -16,6 +16,56 @@ import (
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
+// --- the shapes most handlers share ---
+
+// listPage answers a paged list: the page, then the filter (so a bad page
+// is reported first), the store call and the JSON list.
+func listPage[F, T, J any](c *call, filter func(*call) (F, error),
+	list func(context.Context, F, store.Page) ([]T, int, error), toJSON func(*T) J) error {
+	p, err := c.page()
+	if err != nil {
+		return err
+	}
+	f, err := filter(c)
+	if err != nil {
+		return err
+	}
+	items, total, err := list(c.r.Context(), f, p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newList(mapSlice(items, toJSON), total, p))
+}
+
+// listAll answers an unpaged list (the store returns every row).
+func listAll[T, J any](c *call, list func(context.Context) ([]T, error), toJSON func(*T) J) error {
+	items, err := list(c.r.Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": mapSlice(items, toJSON)})
+}
+
+// getByID answers one row named by the {id} path parameter.
+func getByID[T, J any](c *call, get func(context.Context, int64) (*T, error), toJSON func(*T) J) error {
+	id, err := c.idParam("id")
+	if err != nil {
+		return err
+	}
+	v, err := get(c.r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toJSON(v))
+}
+
+// noContent answers 204 with no body.
+func (c *call) noContent() error {
+	c.w.WriteHeader(http.StatusNoContent)
+	c.status = http.StatusNoContent
+	return nil
+}
+
 // --- operations ---
 
 func (s *Server) healthz(c *call) error {
@@ -63,35 +113,37 @@ func (s *Server) me(c *call) error {
 
 // --- images ---
 
-func (s *Server) listImages(c *call) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
+func (s *Server) listImages(c *call) error { return listPage(c, imageFilter, s.st.ListImages, toImage) }
+
+func imageFilter(c *call) (store.ImageFilter, error) {
 	q := c.r.URL.Query()
+	var err error
 	f := store.ImageFilter{Query: q.Get("q"), Registry: q.Get("registry"), Repository: q.Get("repository"), Tag: q.Get("tag"),
 		Cluster: q.Get("cluster"), Namespace: q.Get("namespace"), Package: q.Get("package"),
 		PackageEcosystem: q.Get("ecosystem"), PackageVersion: q.Get("version")}
 	if len(f.Query) > 256 {
-		return badRequest("q longer than 256 characters")
+		return f, badRequest("q longer than 256 characters")
 	}
-	if f.MinSeverity, err = severityParam(q.Get("severity")); err != nil {
-		return err
-	}
-	if f.KEV, err = c.boolParam("kev"); err != nil {
-		return err
-	}
-	if f.Fixable, err = c.boolParam("fixable"); err != nil {
-		return err
+	if f.MinSeverity, f.KEV, f.Fixable, err = c.riskParams(); err != nil {
+		return f, err
 	}
 	if f.SeenSince, err = c.timeParam("seen_since"); err != nil {
-		return err
+		return f, err
 	}
-	ims, total, err := s.st.ListImages(c.r.Context(), f, p)
-	if err != nil {
-		return err
+	return f, nil
+}
+
+// riskParams reads the severity, kev and fixable parameters that images
+// and findings are both filtered by, in that order.
+func (c *call) riskParams() (sev vulndb.Severity, kev, fixable bool, err error) {
+	if sev, err = severityParam(c.r.URL.Query().Get("severity")); err != nil {
+		return sev, kev, fixable, err
 	}
-	return c.JSON(http.StatusOK, newList(mapSlice(ims, toImage), total, p))
+	if kev, err = c.boolParam("kev"); err != nil {
+		return sev, kev, fixable, err
+	}
+	fixable, err = c.boolParam("fixable")
+	return sev, kev, fixable, err
 }
 
 func severityParam(v string) (vulndb.Severity, error) {
@@ -119,9 +171,7 @@ func (s *Server) deleteImage(c *call) error {
 	if err := s.st.DeleteImage(c.r.Context(), d); err != nil {
 		return err
 	}
-	c.w.WriteHeader(http.StatusNoContent)
-	c.status = http.StatusNoContent
-	return nil
+	return c.noContent()
 }
 
 type sbomJSON struct {
@@ -171,52 +221,38 @@ func (s *Server) imageFindings(c *call) error {
 func (s *Server) listFindings(c *call) error { return s.findings(c, c.r.URL.Query().Get("image")) }
 
 func (s *Server) findings(c *call, digest string) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
-	q := c.r.URL.Query()
-	f := store.FindingFilter{ImageDigest: digest, VulnID: q.Get("vuln"), Package: q.Get("package"), Ecosystem: q.Get("ecosystem")}
-	if f.MinSeverity, err = severityParam(q.Get("severity")); err != nil {
-		return err
-	}
-	if f.KEV, err = c.boolParam("kev"); err != nil {
-		return err
-	}
-	if f.Fixable, err = c.boolParam("fixable"); err != nil {
-		return err
-	}
-	if f.IncludeResolved, err = c.boolParam("include_resolved"); err != nil {
-		return err
-	}
-	fs, total, err := s.st.ListFindings(c.r.Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, newList(mapSlice(fs, toFinding), total, p))
+	return listPage(c, func(c *call) (store.FindingFilter, error) {
+		q := c.r.URL.Query()
+		var err error
+		f := store.FindingFilter{ImageDigest: digest, VulnID: q.Get("vuln"), Package: q.Get("package"), Ecosystem: q.Get("ecosystem")}
+		if f.MinSeverity, f.KEV, f.Fixable, err = c.riskParams(); err != nil {
+			return f, err
+		}
+		if f.IncludeResolved, err = c.boolParam("include_resolved"); err != nil {
+			return f, err
+		}
+		return f, nil
+	}, s.st.ListFindings, toFinding)
 }
 
 func (s *Server) listEvents(c *call) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
+	return listPage(c, eventFilter, s.st.ListFindingEvents, toEvent)
+}
+
+func eventFilter(c *call) (store.EventFilter, error) {
 	q := c.r.URL.Query()
+	var err error
 	f := store.EventFilter{ImageDigest: q.Get("image"), Kind: store.FindingEventKind(q.Get("kind")),
 		Source: store.FindingEventSource(q.Get("source")), VulnID: q.Get("vuln")}
 	if f.Since, err = c.timeParam("since"); err != nil {
-		return err
+		return f, err
 	}
 	if v := q.Get("after_id"); v != "" {
 		if _, err := fmt.Sscanf(v, "%d", &f.AfterID); err != nil || f.AfterID < 0 {
-			return badRequest("after_id must be a non-negative integer")
+			return f, badRequest("after_id must be a non-negative integer")
 		}
 	}
-	evs, total, err := s.st.ListFindingEvents(c.r.Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, newList(mapSlice(evs, toEvent), total, p))
+	return f, nil
 }
 
 // vulnImage is one image a vulnerability affects, with the packages.
@@ -295,34 +331,17 @@ func (s *Server) getVulnerability(c *call) error {
 
 // --- scans ---
 
-func (s *Server) listScans(c *call) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
+func (s *Server) listScans(c *call) error { return listPage(c, scanFilter, s.st.ListScans, toScan) }
+
+func scanFilter(c *call) (store.ScanFilter, error) {
 	q := c.r.URL.Query()
+	var err error
 	f := store.ScanFilter{ImageDigest: q.Get("image"), Status: store.ScanStatus(q.Get("status")), TriggeredBy: q.Get("triggered_by")}
-	if f.Since, err = c.timeParam("since"); err != nil {
-		return err
-	}
-	rs, total, err := s.st.ListScans(c.r.Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, newList(mapSlice(rs, toScan), total, p))
+	f.Since, err = c.timeParam("since")
+	return f, err
 }
 
-func (s *Server) getScan(c *call) error {
-	id, err := c.idParam("id")
-	if err != nil {
-		return err
-	}
-	r, err := s.st.GetScan(c.r.Context(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toScan(r))
-}
+func (s *Server) getScan(c *call) error { return getByID(c, s.st.GetScan, toScan) }
 
 // uploadResponse is what POST /api/v1/scans answers.
 type uploadResponse struct {
@@ -377,25 +396,9 @@ func (s *Server) uploadScan(c *call) error {
 
 // --- registries ---
 
-func (s *Server) listRegistries(c *call) error {
-	rs, err := s.st.ListRegistries(c.r.Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"items": mapSlice(rs, toRegistry)})
-}
+func (s *Server) listRegistries(c *call) error { return listAll(c, s.st.ListRegistries, toRegistry) }
 
-func (s *Server) getRegistry(c *call) error {
-	id, err := c.idParam("id")
-	if err != nil {
-		return err
-	}
-	r, err := s.st.GetRegistry(c.r.Context(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toRegistry(r))
-}
+func (s *Server) getRegistry(c *call) error { return getByID(c, s.st.GetRegistry, toRegistry) }
 
 // apply copies the input onto r; credentials only where given.
 func (in *registryInput) apply(r *store.Registry) error {
@@ -501,9 +504,7 @@ func (s *Server) deleteRegistry(c *call) error {
 		return err
 	}
 	s.secrets.invalidate()
-	c.w.WriteHeader(http.StatusNoContent)
-	c.status = http.StatusNoContent
-	return nil
+	return c.noContent()
 }
 
 // testRegistry lists repositories (the catalog) or, when the registry
@@ -544,30 +545,13 @@ func (s *Server) sweepRegistryNow(c *call) error {
 // --- jobs ---
 
 func (s *Server) listJobs(c *call) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
-	q := c.r.URL.Query()
-	js, total, err := s.st.ListJobs(c.r.Context(), store.JobFilter{State: store.JobState(q.Get("state")), Kind: q.Get("kind"),
-		Key: q.Get("key")}, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, newList(mapSlice(js, toJob), total, p))
+	return listPage(c, func(c *call) (store.JobFilter, error) {
+		q := c.r.URL.Query()
+		return store.JobFilter{State: store.JobState(q.Get("state")), Kind: q.Get("kind"), Key: q.Get("key")}, nil
+	}, s.st.ListJobs, toJob)
 }
 
-func (s *Server) getJob(c *call) error {
-	id, err := c.idParam("id")
-	if err != nil {
-		return err
-	}
-	j, err := s.st.GetJob(c.r.Context(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toJob(j))
-}
+func (s *Server) getJob(c *call) error { return getByID(c, s.st.GetJob, toJob) }
 
 // retryJob queues a finished (done or failed) job again as a new job with
 // the same kind, key and payload; the old one stays as history.
@@ -656,13 +640,7 @@ func (s *Server) rematchNow(c *call) error {
 
 // --- tokens, users, audit ---
 
-func (s *Server) listTokens(c *call) error {
-	ts, err := s.st.ListTokens(c.r.Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"items": mapSlice(ts, toToken)})
-}
+func (s *Server) listTokens(c *call) error { return listAll(c, s.st.ListTokens, toToken) }
 
 type tokenInput struct {
 	Name string `json:"name"`
@@ -711,18 +689,10 @@ func (s *Server) revokeToken(c *call) error {
 	if err := s.st.RevokeToken(c.r.Context(), id); err != nil {
 		return err
 	}
-	c.w.WriteHeader(http.StatusNoContent)
-	c.status = http.StatusNoContent
-	return nil
+	return c.noContent()
 }
 
-func (s *Server) listUsers(c *call) error {
-	us, err := s.st.ListUsers(c.r.Context())
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"items": mapSlice(us, toUser)})
-}
+func (s *Server) listUsers(c *call) error { return listAll(c, s.st.ListUsers, toUser) }
 
 type userInput struct {
 	Username string `json:"username"`
@@ -784,22 +754,15 @@ func (s *Server) updateUser(c *call) error {
 	return c.JSON(http.StatusOK, toUser(u))
 }
 
-func (s *Server) listAudit(c *call) error {
-	p, err := c.page()
-	if err != nil {
-		return err
-	}
+func (s *Server) listAudit(c *call) error { return listPage(c, auditFilter, s.st.ListAudit, toAudit) }
+
+func auditFilter(c *call) (store.AuditFilter, error) {
 	q := c.r.URL.Query()
+	var err error
 	f := store.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target")}
 	if f.Since, err = c.timeParam("since"); err != nil {
-		return err
+		return f, err
 	}
-	if f.Until, err = c.timeParam("until"); err != nil {
-		return err
-	}
-	es, total, err := s.st.ListAudit(c.r.Context(), f, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, newList(mapSlice(es, toAudit), total, p))
+	f.Until, err = c.timeParam("until")
+	return f, err
 }

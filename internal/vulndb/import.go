@@ -226,27 +226,32 @@ func importInput(ctx context.Context, p string, opts ImportOptions) (*sourceData
 	return s, nil
 }
 
-type osvResult struct {
-	rec       *record
+// parsed is one file's parse outcome, made in parallel and used in order.
+type parsed[T any] struct {
+	val       T
 	withdrawn bool
 	err       error
 }
 
-func importOSV(ctx context.Context, in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
-	res, err := parallel(ctx, len(files), func(i int) osvResult {
+// importEach reads and parses files in parallel, then hands every usable
+// record to use, in file order, so the output does not depend on
+// scheduling. Every per-file format sorts its outcomes the same way here,
+// so none can forget a case: a file that is not a record is ignored, one
+// too large stops the import (the limit protects the whole run), one that
+// failed to parse is counted as skipped, and a withdrawn record is counted.
+func importEach[T any](ctx context.Context, in *inputSet, files []inputFile, s *sourceData, sk *skips,
+	parse func(f inputFile, data []byte) (T, bool, error), use func(T)) error {
+	res, err := parallel(ctx, len(files), func(i int) parsed[T] {
 		data, err := in.read(files[i])
 		if err != nil {
-			return osvResult{err: err}
+			return parsed[T]{err: err}
 		}
-		ext := strings.ToLower(filepath.Ext(files[i].rel))
-		r, w, err := parseOSV(data, ext == ".yaml" || ext == ".yml", "")
-		return osvResult{r, w, err}
+		v, w, err := parse(files[i], data)
+		return parsed[T]{v, w, err}
 	})
 	if err != nil {
 		return err
 	}
-	byID := map[string]int{}
-	prefixes := map[string]int{}
 	for i, r := range res {
 		switch {
 		case errors.Is(r.err, errNotRecord):
@@ -260,20 +265,35 @@ func importOSV(ctx context.Context, in *inputSet, files []inputFile, s *sourceDa
 			s.Status.Withdrawn++
 			continue
 		}
-		if j, ok := byID[r.rec.ID]; ok {
+		use(r.val)
+	}
+	return nil
+}
+
+func importOSV(ctx context.Context, in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
+	byID := map[string]int{}
+	prefixes := map[string]int{}
+	err := importEach(ctx, in, files, s, sk, func(f inputFile, data []byte) (*record, bool, error) {
+		ext := strings.ToLower(filepath.Ext(f.rel))
+		return parseOSV(data, ext == ".yaml" || ext == ".yml", "")
+	}, func(rec *record) {
+		if j, ok := byID[rec.ID]; ok {
 			// The same record twice (AlmaLinux keeps copies of some
 			// advisories under two releases): keep the newer text and
 			// every affected package of both.
-			s.Records[j] = mergeSameID(s.Records[j], r.rec)
-			continue
+			s.Records[j] = mergeSameID(s.Records[j], rec)
+			return
 		}
-		byID[r.rec.ID] = len(s.Records)
-		s.Records = append(s.Records, r.rec)
-		if r.rec.Modified.After(s.Status.Newest) {
-			s.Status.Newest = r.rec.Modified
+		byID[rec.ID] = len(s.Records)
+		s.Records = append(s.Records, rec)
+		if rec.Modified.After(s.Status.Newest) {
+			s.Status.Newest = rec.Modified
 		}
-		prefix, _, _ := strings.Cut(r.rec.ID, "-")
+		prefix, _, _ := strings.Cut(rec.ID, "-")
 		prefixes[prefix]++
+	})
+	if err != nil {
+		return err
 	}
 	s.Status.Records = len(s.Records)
 	s.Status.Name = osvSourceName(prefixes)
@@ -314,40 +334,19 @@ func osvSourceName(prefixes map[string]int) string {
 	return name
 }
 
-type cve5Result struct {
-	id        string
-	info      cveInfo
-	modified  time.Time
-	withdrawn bool
-	err       error
+// cveEntry is what enrichment keeps of one CVE 5 record.
+type cveEntry struct {
+	id       string
+	info     cveInfo
+	modified time.Time
 }
 
 func importCVE5(ctx context.Context, in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
-	res, err := parallel(ctx, len(files), func(i int) cve5Result {
-		data, err := in.read(files[i])
-		if err != nil {
-			return cve5Result{err: err}
-		}
-		id, info, mod, w, err := parseCVE5(data)
-		return cve5Result{id, info, mod, w, err}
-	})
-	if err != nil {
-		return err
-	}
 	s.CVE = map[string]cveInfo{}
-	for i, r := range res {
-		switch {
-		case errors.Is(r.err, errNotRecord):
-			continue
-		case errors.Is(r.err, errInputTooLarge):
-			return r.err
-		case r.err != nil:
-			sk.add(files[i].rel, r.err)
-			continue
-		case r.withdrawn:
-			s.Status.Withdrawn++
-			continue
-		}
+	err := importEach(ctx, in, files, s, sk, func(_ inputFile, data []byte) (cveEntry, bool, error) {
+		id, info, mod, w, err := parseCVE5(data)
+		return cveEntry{id, info, mod}, w, err
+	}, func(r cveEntry) {
 		s.Status.Records++
 		if r.modified.After(s.Status.Newest) {
 			s.Status.Newest = r.modified
@@ -355,37 +354,26 @@ func importCVE5(ctx context.Context, in *inputSet, files []inputFile, s *sourceD
 		// Only what enrichment uses is kept: CVSS, and the description
 		// for advisories that have none (Alpine's, whose lines are bare CVE IDs).
 		s.CVE[r.id] = r.info
+	})
+	if err != nil {
+		return err
 	}
 	s.Status.Name = FormatCVE5
 	return nil
 }
 
 func importNodeJS(ctx context.Context, in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
-	res, err := parallel(ctx, len(files), func(i int) osvResult {
-		data, err := in.read(files[i])
-		if err != nil {
-			return osvResult{err: err}
-		}
+	err := importEach(ctx, in, files, s, sk, func(_ inputFile, data []byte) (*record, bool, error) {
 		r, err := parseNodeJSWG(data)
-		return osvResult{rec: r, err: err}
+		return r, false, err
+	}, func(rec *record) {
+		s.Records = append(s.Records, rec)
+		if rec.Modified.After(s.Status.Newest) {
+			s.Status.Newest = rec.Modified
+		}
 	})
 	if err != nil {
 		return err
-	}
-	for i, r := range res {
-		switch {
-		case errors.Is(r.err, errNotRecord):
-			continue
-		case errors.Is(r.err, errInputTooLarge):
-			return r.err
-		case r.err != nil:
-			sk.add(files[i].rel, r.err)
-			continue
-		}
-		s.Records = append(s.Records, r.rec)
-		if r.rec.Modified.After(s.Status.Newest) {
-			s.Status.Newest = r.rec.Modified
-		}
 	}
 	sort.Slice(s.Records, func(i, j int) bool { return s.Records[i].ID < s.Records[j].ID })
 	s.Status.Records = len(s.Records)
@@ -393,26 +381,40 @@ func importNodeJS(ctx context.Context, in *inputSet, files []inputFile, s *sourc
 	return nil
 }
 
-func importAlpine(in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
-	var fixes []alpineFix
+// readEach reads files one by one (their outputs are merged, so order
+// matters) and hands each to parse; a file that cannot be read or parsed
+// is counted as skipped, except one too large, which stops the import.
+func readEach(in *inputSet, files []inputFile, sk *skips, parse func(f inputFile, data []byte) error) error {
 	for _, f := range files {
 		data, err := in.read(f)
 		if errors.Is(err, errInputTooLarge) {
 			return err
 		}
+		if err == nil {
+			err = parse(f, data)
+		}
 		if err != nil {
 			sk.add(f.rel, err)
-			continue
 		}
+	}
+	return nil
+}
+
+func importAlpine(in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
+	var fixes []alpineFix
+	err := readEach(in, files, sk, func(f inputFile, data []byte) error {
 		fx, placeholders, err := parseAlpineSecdb(data)
 		if err != nil {
-			sk.add(f.rel, err)
-			continue
+			return err
 		}
 		if placeholders > 0 {
 			sk.addN(f.rel, placeholders, fmt.Errorf("%d fix lines without a usable ID (such as CVE-????-?????)", placeholders))
 		}
 		fixes = append(fixes, fx...)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	s.Records = alpineRecords(fixes)
 	s.Status.Records = len(s.Records)
@@ -422,19 +424,10 @@ func importAlpine(in *inputSet, files []inputFile, s *sourceData, sk *skips) err
 
 func importKEV(in *inputSet, files []inputFile, s *sourceData, sk *skips) error {
 	s.KEV = map[string]KEV{}
-	for _, f := range files {
-		data, err := in.read(f)
-		if errors.Is(err, errInputTooLarge) {
-			return err
-		}
-		if err != nil {
-			sk.add(f.rel, err)
-			continue
-		}
+	err := readEach(in, files, sk, func(f inputFile, data []byte) error {
 		kev, released, skipped, err := parseKEV(data)
 		if err != nil {
-			sk.add(f.rel, err)
-			continue
+			return err
 		}
 		if skipped > 0 {
 			sk.addN(f.rel, skipped, fmt.Errorf("%d entries without a valid cveID", skipped))
@@ -445,6 +438,10 @@ func importKEV(in *inputSet, files []inputFile, s *sourceData, sk *skips) error 
 		if released.After(s.Status.Newest) {
 			s.Status.Newest = released
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	s.Status.Records = len(s.KEV)
 	s.Status.Name = FormatKEV
