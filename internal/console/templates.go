@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulwark-security/bulwark/internal/report"
+
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
@@ -180,23 +182,8 @@ func humanBytes(n int64) string {
 	return strconv.FormatFloat(math.Round(f), 'f', 0, 64) + " " + units[i]
 }
 
-// num formats an integer with thin thousands separators.
-func num(n int) string {
-	s := strconv.Itoa(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteString(",")
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+// num formats an integer with thousands separators.
+func num(n int) string { return report.Thousands(n) }
 
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -164,7 +164,7 @@ func dbLine(res *scan.Result) string {
 	if db == nil {
 		return "none (inventory only, no vulnerability matching)"
 	}
-	s := fmt.Sprintf("%s vulnerabilities from %d %s", thousands(db.Vulnerabilities), len(db.Sources), plural(len(db.Sources), "source", "sources"))
+	s := fmt.Sprintf("%s vulnerabilities from %d %s", Thousands(db.Vulnerabilities), len(db.Sources), plural(len(db.Sources), "source", "sources"))
 	if !db.Built.IsZero() {
 		s += ", built " + db.Built.UTC().Format("2006-01-02 15:04 MST")
 		if !res.FinishedAt.IsZero() && res.FinishedAt.After(db.Built) {
@@ -535,7 +535,9 @@ func plural(n int, one, many string) string {
 }
 
 // thousands groups digits: 12345 → "12,345".
-func thousands(n int) string {
+// Thousands formats an integer with comma thousands separators (12,345),
+// for the table report and the web console alike.
+func Thousands(n int) string {
 	s := strconv.Itoa(n)
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")

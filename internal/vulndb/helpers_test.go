@@ -8,25 +8,18 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/bulwark-security/bulwark/internal/testimage"
 )
 
 // repoRoot walks up from the package directory to the directory holding go.mod.
 func repoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
+	dir, err := testimage.RepoRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // sharedData returns ../shared/vulndata/NAME next to the repository, or

@@ -5,11 +5,12 @@ import (
 	"context"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bulwark-security/bulwark/internal/testimage"
 
 	"github.com/bulwark-security/bulwark/internal/inventory"
 	"github.com/bulwark-security/bulwark/internal/inventory/inventorytest"
@@ -101,20 +102,12 @@ func TestInstalled(t *testing.T) {
 
 // repoRoot walks up from the package directory to the directory holding go.mod.
 func repoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
+	t.Helper()
+	dir, err := testimage.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // TestNamesMatchAdvisories checks the naming decision against the real PyPA
