@@ -534,7 +534,6 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// thousands groups digits: 12345 → "12,345".
 // Thousands formats an integer with comma thousands separators (12,345),
 // for the table report and the web console alike.
 func Thousands(n int) string {
