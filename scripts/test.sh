@@ -15,9 +15,13 @@ need_apt=()
 # server with initdb/pg_ctl. liblog4j2-java: real Debian jars for the Java
 # extractor's tests. debootstrap + keyring: the real Debian test images.
 # npm: the npm test image. chromium: the console's browser tests.
+# rsyslog + rsyslog-gnutls: the syslog exporter's tests run a real rsyslogd (UDP, TCP, TLS).
+# runc + busybox-static: the sensor's tests start real containers (internal/sensor/probe/runctest).
 for pkg_bin in debootstrap:debootstrap debian-archive-keyring:/usr/share/keyrings/debian-archive-keyring.gpg \
   binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
-  liblog4j2-java:/usr/share/java/log4j-core.jar npm:npm chromium:/usr/bin/chromium fonts-liberation:/usr/share/fonts/truetype/liberation; do
+  liblog4j2-java:/usr/share/java/log4j-core.jar npm:npm chromium:/usr/bin/chromium fonts-liberation:/usr/share/fonts/truetype/liberation \
+  rsyslog:/usr/sbin/rsyslogd rsyslog-gnutls:/usr/share/doc/rsyslog-gnutls \
+  runc:runc busybox-static:/usr/share/doc/busybox-static; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   case $bin in
     /*) [ -e "$bin" ] || need_apt+=("$pkg") ;;
@@ -46,11 +50,18 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # In CI every test that needs a real part must run, not skip.
 if [ "${CI:-}" = true ]; then
   export BULWARK_TESTIMAGE_REQUIRE=1 BULWARK_REQUIRE_POSTGRES=1
+  export BULWARK_REQUIRE_KUBE=1
+  export BULWARK_REQUIRE_SENSOR=1
 fi
 
 if [ -d internal/testimage/cmd/build-testimages ]; then
   echo "== test images (cached under \${BULWARK_TESTIMAGE_CACHE:-~/.cache/bulwark/testimages})"
   go run ./internal/testimage/cmd/build-testimages
+fi
+
+if [ -d internal/k8s/k8stest/cmd/build-kube ]; then
+  echo "== kube-apiserver + etcd for cluster tests (cached under \${BULWARK_TESTBIN_CACHE:-~/.cache/bulwark/testbin})"
+  go run ./internal/k8s/k8stest/cmd/build-kube
 fi
 
 echo "== test"

@@ -142,6 +142,11 @@ Exit codes: 0 success, 1 policy failed (findings at or above --fail-on), 2 error
 	pf.String("log-level", "warn", "log level: debug, info, warn, error")
 	pf.String("db-dir", "", "vulnerability database directory (default: user cache dir/bulwark/db)")
 	root.AddCommand(a.scanCmd(), a.dbCmd(), a.demoCmd(), a.serverCmd(), a.postureCmd(), a.versionCmd())
+	root.AddCommand(a.auditCmd())
+	root.AddCommand(a.sensorCmd())
+	root.AddCommand(a.admissionCmd())
+	root.AddCommand(a.policyCmd())
+	root.AddCommand(a.respondCmd())
 	// Before the completion command is added: it takes its writer then.
 	root.SetIn(a.env.Stdin)
 	root.SetOut(a.env.Stdout)

@@ -59,6 +59,9 @@ func (c *config) flatten(prefix string, n *yaml.Node) error {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i].Value
+			if prefix == "" && k == "exports" {
+				continue // a list of objects, read by internal/export (bulwark server)
+			}
 			if prefix != "" {
 				k = prefix + "." + k
 			}

@@ -43,6 +43,9 @@ type scanFlags struct {
 	maxFiles      int
 	maxFileSize   int64
 	upload        uploadFlags
+	// image only: the deployment policy gate (internal/cli/policy.go)
+	policy          string
+	policyNamespace string
 }
 
 func (a *app) scanCmd() *cobra.Command {
@@ -118,6 +121,8 @@ streaming; nothing is unpacked to disk.`,
 	fl.Int64Var(&f.maxImageSize, "max-image-size", 8<<30, "refuse images whose layers decompress to more than this many bytes")
 	fl.IntVar(&f.maxFiles, "max-files", 2_000_000, "refuse images with more files than this")
 	fl.Int64Var(&f.maxFileSize, "max-file-size", 512<<20, "largest single file read into memory (binaries, archives)")
+	fl.StringVar(&f.policy, "policy", "", "also judge the image with the vulnerability and provenance rules of these deployment policies (file or directory); exit 1 when the admission webhook would deny it")
+	fl.StringVar(&f.policyNamespace, "policy-namespace", "default", "namespace the image is judged for (selects the policies in scope)")
 	addUploadFlags(cmd, &f.upload)
 	return cmd
 }
@@ -301,6 +306,9 @@ func (a *app) runScan(cmd *cobra.Command, f *scanFlags, kind, target string) err
 	// Uploaded before the gate: central records the scan even when the
 	// build is about to fail on it.
 	if err := a.uploadIfAsked(ctx, &f.upload, res); err != nil {
+		return err
+	}
+	if err := a.scanPolicyGate(ctx, f, res); err != nil {
 		return err
 	}
 	if failOn != vulndb.SeverityUnknown {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bulwark-security/bulwark/internal/console"
+	"github.com/bulwark-security/bulwark/internal/export"
 	"github.com/bulwark-security/bulwark/internal/server"
 	"github.com/bulwark-security/bulwark/internal/store"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
@@ -32,6 +33,7 @@ type serverFlags struct {
 	demo           bool
 	logFormat      string
 	cfg            server.Config
+	audit          auditServerFlags
 }
 
 func (a *app) serverCmd() *cobra.Command {
@@ -95,6 +97,7 @@ image, creates the admin user if there is none, and says where to log in.`,
 	fl.BoolVar(&c.RematchAll, "rematch-all", false, "re-match every stored image, however old")
 	fl.DurationVar(&c.HookReplayWindow, "hook-replay-window", 24*time.Hour, "refuse a registry notification whose event id was accepted within this long")
 	fl.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", 64<<20, "largest scan result accepted by POST /api/v1/scans")
+	addAuditServerFlags(fl, &f.audit)
 	return cmd
 }
 
@@ -136,6 +139,9 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 		}
 	}
 	cfg.DBDir = dbDir
+	if err := f.audit.apply(&cfg.Audit); err != nil {
+		return err
+	}
 
 	keyPath := f.secretKeyFile
 	if keyPath == "" {
@@ -189,6 +195,12 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 			DBStatus:     func(ctx context.Context) (*vulndb.Status, error) { return srv.DBStatus(ctx) }})
 	if err != nil {
 		return err
+	}
+	if a.cfg != nil && a.cfg.path != "" {
+		// The configuration file's top-level "exports:" list.
+		if cfg.Exports, err = export.LoadFile(a.cfg.path); err != nil {
+			return err
+		}
 	}
 	srv, err = server.New(cfg, server.Deps{Store: st, Logger: log, Console: con})
 	if err != nil {

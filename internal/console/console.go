@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/store"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
@@ -42,6 +43,15 @@ type Store interface {
 	ListJobs(ctx context.Context, f store.JobFilter, p store.Page) ([]store.Job, int, error)
 	QueueStats(ctx context.Context) (store.QueueStats, error)
 	Audit(ctx context.Context, e store.AuditEntry) (int64, error)
+	// Alerts (alerts.go).
+	ListAlerts(ctx context.Context, f store.AlertFilter, p store.Page) ([]store.Alert, int, error)
+	GetAlertDetail(ctx context.Context, id int64) (*store.AlertDetail, error)
+	SetAlertStatus(ctx context.Context, id int64, status store.AlertStatus, by, note string) error
+	AlertTimeline(ctx context.Context, since, until time.Time, bucket time.Duration, source alerts.Source) ([]store.TimelineBucket, error)
+	CreateAction(ctx context.Context, alertID int64, kind alerts.ActionKind, reason, by string) (*alerts.Action, error)
+	CreateSuppression(ctx context.Context, sp store.Suppression) (*store.Suppression, error)
+	// Posture reports (posture.go).
+	ListPostureReports(ctx context.Context, f store.PostureFilter, p store.Page) ([]store.PostureReport, int, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -233,6 +243,12 @@ func (c *Console) routes() {
 	m.Handle("GET /vulns/{id}", c.auth(c.vulnPage))
 	m.Handle("GET /scans", c.auth(c.scansPage))
 	m.Handle("GET /jobs", c.auth(c.jobsPage))
+	m.Handle("GET /alerts", c.auth(c.alertsPage))
+	m.Handle("GET /alerts/{id}", c.auth(c.alertPage))
+	m.Handle("POST /alerts/{id}/status", c.auth(c.alertStatus))
+	m.Handle("POST /alerts/{id}/actions", c.auth(c.alertAction))
+	m.Handle("POST /alerts/{id}/suppress", c.auth(c.alertSuppress))
+	m.Handle("GET /posture", c.auth(c.posturePage))
 	m.Handle("GET /registries", c.auth(c.registriesPage))
 	m.Handle("POST /registries", c.auth(c.adminOnly(c.registryCreate)))
 	m.Handle("POST /registries/{id}/test", c.auth(c.adminOnly(c.registryTest)))

@@ -21,7 +21,7 @@ const (
 // RBAC risk and network exposure. IDs are stable: never renumber, only add.
 func bulwarkControls() []Control {
 	H, M, L, C := vulndb.SeverityHigh, vulndb.SeverityMedium, vulndb.SeverityLow, vulndb.SeverityCritical
-	return []Control{
+	cs := []Control{
 		{ID: "BW-K8S-0001", Title: "Containers must not run privileged", Severity: C, scope: scopeWorkload, check: checkPrivileged,
 			Rationale: "A privileged container has every capability and all host devices: it is root on the node.",
 			CIS:       []string{"5.2.2"}, NSA: nsaPodSecurity, PSS: "baseline", MITRE: []string{"T1611", "T1610"},
@@ -166,5 +166,20 @@ func bulwarkControls() []Control {
 			Rationale: "Without a NetworkPolicy every pod accepts traffic from every other pod in the cluster.",
 			CIS:       []string{"5.3.2"}, NSA: nsaNetPol, MITRE: []string{"T1046"},
 			Remediation: "Add a default-deny NetworkPolicy to the namespace and allow the flows needed."},
+		{ID: "BW-K8S-0042", Title: "Default service accounts should not mount API tokens", Severity: M, scope: scopeServiceAccount, check: checkDefaultSAAutomount,
+			Rationale: "A pod that names no service account runs as default; with automount on it carries an API credential it never asked for.",
+			CIS:       []string{"5.1.5"}, NSA: nsaTokens, MITRE: []string{"T1528"},
+			Remediation: "Set automountServiceAccountToken: false on the namespace's default ServiceAccount.",
+			Automated:   true},
+		{ID: "BW-K8S-0043", Title: "Subjects should not hold dangerous rights across their bindings", Severity: H, scope: scopeSubject, check: checkSubjectRights,
+			Rationale: "Rights add up across bindings: a subject bound to several harmless-looking roles can still read every secret or exec into pods.",
+			CIS:       []string{"5.1.1", "5.1.2", "5.1.8"}, NSA: nsaRBAC, MITRE: []string{"T1078", "T1552.007"},
+			Remediation: "Remove the bindings that give the subject these rights, or narrow the roles they reference.",
+			Automated:   true},
 	}
+	// Every Bulwark control is evaluated from the object alone.
+	for i := range cs {
+		cs[i].Automated = true
+	}
+	return cs
 }

@@ -24,12 +24,16 @@ const (
 type scope uint8
 
 const (
-	scopeWorkload   scope = iota + 1 // objects with a pod spec
-	scopeRole                        // Role, ClusterRole
-	scopeBinding                     // RoleBinding, ClusterRoleBinding
-	scopeService                     // Service
-	scopeNamespace                   // each namespace seen in the input
-	scopeNamespaced                  // every evaluated namespaced object
+	scopeWorkload       scope = iota + 1 // objects with a pod spec
+	scopeRole                            // Role, ClusterRole
+	scopeBinding                         // RoleBinding, ClusterRoleBinding
+	scopeService                         // Service
+	scopeNamespace                       // each namespace seen in the input
+	scopeNamespaced                      // every evaluated namespaced object
+	scopeNode                            // host checks (EvaluateNode)
+	scopeServiceAccount                  // default ServiceAccounts
+	scopeSubject                         // users, groups and service accounts named by bindings
+	scopeNone                            // objects only custom controls look at
 )
 
 // Control is one entry of the catalogue.
@@ -52,9 +56,13 @@ type Control struct {
 	// Upstream is the k8s.io/pod-security-admission check id the control
 	// runs, for PSS controls.
 	Upstream string `json:"upstream,omitempty"`
+	// Custom is the CEL expression of an organisation's own control
+	// (LoadCustomControls); empty for Bulwark's controls.
+	Custom string `json:"expression,omitempty"`
 
 	scope scope
 	check checkFn
+	node  nodeCheckFn
 }
 
 // Frameworks lists the frameworks the control counts towards in scores.

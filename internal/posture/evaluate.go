@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/bulwark-security/bulwark/internal/celeval"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -28,6 +29,9 @@ type Config struct {
 	Exceptions []Exception
 	// Now is the clock for exception expiry; time.Now when nil.
 	Now func() time.Time
+	// Custom are the organisation's CEL controls, evaluated after the
+	// catalogue on the objects of the kinds they match.
+	Custom []CustomControl
 }
 
 // Exception accepts the failures of one control on the objects its
@@ -105,6 +109,9 @@ type Report struct {
 	Errors     []DecodeError `json:"errors,omitempty"`
 	Frameworks []Score       `json:"frameworks"`
 	Namespaces []Score       `json:"namespaces"`
+	// Unavailable names the kinds that could not be read (cluster mode:
+	// the list was forbidden) and why; controls that need them are skipped.
+	Unavailable map[string]string `json:"unavailable,omitempty"`
 	// ExpiredExceptions were configured but no longer apply.
 	ExpiredExceptions []Exception `json:"expiredExceptions,omitempty"`
 }
@@ -126,10 +133,16 @@ type Evaluator struct {
 	controls []Control
 	pss      []pssCheck
 	pssFirst int // index of the first PSS control in controls
-	byID     map[string]int
-	active   []Exception
-	expired  []Exception
-	version  api.Version
+	// customFirst is the index of the first custom control in controls;
+	// custom[i] is controls[customFirst+i].
+	customFirst int
+	custom      []CustomControl
+	// byScope lists, per scope of a target, the controls that apply.
+	byScope map[scope][]int
+	byID    map[string]int
+	active  []Exception
+	expired []Exception
+	version api.Version
 }
 
 // New builds the catalogue for cfg.
@@ -149,6 +162,16 @@ func New(cfg Config) (*Evaluator, error) {
 	e.pss = resolvePSS(v)
 	e.pssFirst = len(e.controls)
 	e.controls = append(e.controls, pssControls(e.pss)...)
+	e.customFirst = len(e.controls)
+	e.custom = cfg.Custom
+	for _, c := range cfg.Custom {
+		e.controls = append(e.controls, c.Control)
+	}
+	e.byScope = map[scope][]int{}
+	for ci := range e.controls[:e.customFirst] {
+		c := &e.controls[ci]
+		e.byScope[c.scope] = append(e.byScope[c.scope], ci)
+	}
 	for i, c := range e.controls {
 		if _, dup := e.byID[c.ID]; dup {
 			return nil, fmt.Errorf("new evaluator: duplicate control %s", c.ID)
@@ -173,13 +196,14 @@ func New(cfg Config) (*Evaluator, error) {
 // upstream Pod Security Standards check.
 func (e *Evaluator) Controls() []Control { return e.controls }
 
-var clusterScoped = map[string]bool{"ClusterRole": true, "ClusterRoleBinding": true, "Namespace": true}
+var clusterScoped = map[string]bool{"ClusterRole": true, "ClusterRoleBinding": true, "Namespace": true, "User": true, "Group": true}
 
 // Evaluate runs every control on every object of in. Objects no control
 // applies to are listed in Report.Skipped with the reason.
 func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) {
 	rep := &Report{Catalogue: CatalogueVersion, PSSVersion: e.version.String(), Controls: e.controls,
-		Errors: in.Errors, ExpiredExceptions: e.expired}
+		Errors: in.Errors, ExpiredExceptions: e.expired, Unavailable: in.Unavailable}
+	rep.Skipped = append(rep.Skipped, in.Skipped...)
 	if e.version.Latest() {
 		rep.PSSVersion = "latest"
 	}
@@ -187,26 +211,36 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 	nsSeen := map[string]int{}    // namespace -> index of its first object
 	nsPolicy := map[string]bool{} // namespaces holding a NetworkPolicy
 	var targets []*target
+	rb := newRBACIndex()
+	images := imageCache{}
 	for i := range in.Objects {
 		o := &in.Objects[i]
-		if o.Typed == nil {
-			reason := fmt.Sprintf("kind %s (%s) is not a built-in kind: no controls apply", o.Ref.Kind, o.Ref.APIVersion)
-			if o.Ref.Kind == "CustomResourceDefinition" {
-				reason = "CustomResourceDefinition: defines a kind, no controls apply"
-			}
-			rep.Skipped = append(rep.Skipped, Skip{Object: o.Ref, Reason: reason})
-			continue
-		}
-		switch obj := o.Typed.(type) {
-		case *networkingv1.NetworkPolicy:
-			nsPolicy[obj.Namespace] = true
-		case *corev1.Namespace:
-			if _, ok := nsSeen[obj.Name]; !ok {
-				nsSeen[obj.Name] = -1
-			}
-		}
 		ref := o.Ref
-		t, why := newTarget(o.Typed, &ref)
+		var t *target
+		why := ""
+		if o.Typed == nil {
+			why = fmt.Sprintf("kind %s (%s) is not a built-in kind: no controls apply", o.Ref.Kind, o.Ref.APIVersion)
+			if o.Ref.Kind == "CustomResourceDefinition" {
+				why = "CustomResourceDefinition: defines a kind, no controls apply"
+			}
+		} else {
+			switch obj := o.Typed.(type) {
+			case *networkingv1.NetworkPolicy:
+				nsPolicy[obj.Namespace] = true
+			case *corev1.Namespace:
+				if _, ok := nsSeen[obj.Name]; !ok {
+					nsSeen[obj.Name] = -1
+				}
+			}
+			rb.add(o.Typed)
+			t, why = newTarget(o.Typed, &ref, images)
+		}
+		if e.customFor(ref.Kind) {
+			if t == nil {
+				t = &target{}
+			}
+			t.obj = o
+		}
 		if t == nil {
 			rep.Skipped = append(rep.Skipped, Skip{Object: o.Ref, Reason: why})
 			continue
@@ -225,17 +259,41 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	netpolMissing := in.Unavailable["NetworkPolicy"]
 	for _, n := range names {
 		ref := ObjectRef{Kind: "Namespace", Name: n, Namespace: n}
 		if i := nsSeen[n]; i >= 0 {
 			ref.Source, ref.Doc, ref.Line = in.Objects[i].Ref.Source, in.Objects[i].Ref.Doc, in.Objects[i].Ref.Line
 		}
 		rep.Objects = append(rep.Objects, ref)
-		targets = append(targets, &target{nsHasPolicy: nsPolicy[n]})
+		targets = append(targets, &target{nsHasPolicy: nsPolicy[n], unavailable: netpolMissing})
 	}
-	// Results: about one per workload control per object; reserve once.
-	rep.Results = make([]Result, 0, len(targets)*24)
+	// Subject targets: the rights each user, group and service account
+	// holds across all its bindings.
+	for _, s := range rb.subjects(in.Unavailable) {
+		rep.Objects = append(rep.Objects, s.ref)
+		targets = append(targets, &target{subject: s})
+	}
+	// Results: one per applicable control per target; reserve once.
+	n := 0
+	for _, t := range targets {
+		n += len(e.byScope[targetScope(t)]) + len(e.byScope[scopeNamespaced])
+	}
+	rep.Results = make([]Result, 0, n)
 	pssFailed := make([]bool, len(e.pss))
+	emit := func(ci, ti int, t *target, out outcome) {
+		c := &e.controls[ci]
+		r := Result{ci: ci, Control: c.ID, Object: ti, Status: out.status, Severity: c.Severity, Message: out.msg, Patch: out.patch}
+		if out.status == StatusFail {
+			for xi := range e.active {
+				if e.active[xi].matches(c.ID, t.ref) {
+					r.Status, r.Exception = StatusExcepted, e.active[xi].Reason
+					break
+				}
+			}
+		}
+		rep.Results = append(rep.Results, r)
+	}
 	for ti, t := range targets {
 		if ti%512 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -244,65 +302,148 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 		}
 		t.ref = &rep.Objects[ti]
 		sc := targetScope(t)
-		for ci := range e.controls {
-			c := &e.controls[ci]
-			if c.scope != sc && !(c.scope == scopeNamespaced && sc != scopeNamespace && !clusterScoped[t.ref.Kind]) {
-				continue
-			}
-			out := c.check(&e.cfg, t)
+		for _, ci := range e.byScope[sc] {
+			out := e.controls[ci].check(&e.cfg, t)
 			if ci >= e.pssFirst {
 				pssFailed[ci-e.pssFirst] = out.status == StatusFail
 			}
-			r := Result{ci: ci, Control: c.ID, Object: ti, Status: out.status, Severity: c.Severity, Message: out.msg, Patch: out.patch}
-			if out.status == StatusFail {
-				for xi := range e.active {
-					if e.active[xi].matches(c.ID, t.ref) {
-						r.Status, r.Exception = StatusExcepted, e.active[xi].Reason
-						break
-					}
-				}
+			emit(ci, ti, t, out)
+		}
+		if sc != scopeNamespace && sc != scopeSubject && sc != scopeNone && !clusterScoped[t.ref.Kind] {
+			for _, ci := range e.byScope[scopeNamespaced] {
+				emit(ci, ti, t, e.controls[ci].check(&e.cfg, t))
 			}
-			rep.Results = append(rep.Results, r)
 		}
 		if t.pod != nil {
 			t.ref.PSSLevel = string(pssLevel(e.pss, func(i int) bool { return pssFailed[i] }))
+		}
+		if t.obj != nil {
+			if err := e.evalCustom(ctx, ti, t, emit); err != nil {
+				return nil, err
+			}
 		}
 	}
 	e.score(rep)
 	return rep, nil
 }
 
+// customFor says whether some custom control matches kind.
+func (e *Evaluator) customFor(kind string) bool {
+	for i := range e.custom {
+		if e.custom[i].matches(kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// evalCustom runs the custom controls matching t's kind. The object is
+// converted to its JSON shape once, for all of them.
+func (e *Evaluator) evalCustom(ctx context.Context, ti int, t *target, emit func(int, int, *target, outcome)) error {
+	var obj map[string]any
+	for i := range e.custom {
+		cc := &e.custom[i]
+		if !cc.matches(t.ref.Kind) {
+			continue
+		}
+		if obj == nil {
+			var err error
+			if obj, err = celObject(t.obj); err != nil {
+				emit(e.customFirst+i, ti, t, skip(err.Error()))
+				continue
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("evaluate: %w", err)
+		}
+		emit(e.customFirst+i, ti, t, cc.evaluate(ctx, obj))
+	}
+	return nil
+}
+
+func celObject(o *Object) (map[string]any, error) {
+	if o.Unstructured != nil {
+		return o.Unstructured.Object, nil
+	}
+	var v any
+	var err error
+	if o.Raw != nil {
+		v, err = celeval.FromJSON(o.Raw)
+	} else {
+		v, err = celeval.ToValue(o.Typed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, _ := v.(map[string]any)
+	if m == nil {
+		return nil, fmt.Errorf("convert %s for CEL: not an object", o.Ref.Kind)
+	}
+	// Typed decoding drops apiVersion and kind; expressions may test them.
+	if _, ok := m["kind"]; !ok {
+		m["kind"], m["apiVersion"] = o.Ref.Kind, o.Ref.APIVersion
+	}
+	return m, nil
+}
+
 func targetScope(t *target) scope {
 	switch {
 	case t.pod != nil:
 		return scopeWorkload
-	case t.rules != nil || t.ref.Kind == "Role" || t.ref.Kind == "ClusterRole":
+	case t.isRole:
 		return scopeRole
 	case t.binding != nil:
 		return scopeBinding
 	case t.svc != nil:
 		return scopeService
+	case t.sa != nil:
+		return scopeServiceAccount
+	case t.subject != nil:
+		return scopeSubject
+	case t.obj != nil:
+		return scopeNone
 	}
 	return scopeNamespace
 }
 
 func (e *Evaluator) score(rep *Report) {
+	scoreReport(rep, e.controls, func(ref *ObjectRef) string {
+		switch {
+		case clusterScoped[ref.Kind] && ref.Kind != "Namespace":
+			return "(cluster-scoped)"
+		case ref.Namespace == "":
+			return "(namespace not set)"
+		}
+		return ref.Namespace
+	})
+}
+
+// scoreReport fills rep's framework scores and its per-group scores, the
+// group of an object named by group (a namespace, or the node).
+func scoreReport(rep *Report, controls []Control, group func(*ObjectRef) string) {
 	type acc struct {
 		s      Score
 		pw, tw float64
+		used   bool
 	}
+	// Accumulators are resolved once per control and once per object, not
+	// looked up by name for every result.
 	fw := map[string]*acc{}
-	ns := map[string]*acc{}
-	fwOf := make([][]string, len(e.controls))
-	for i := range e.controls {
-		fwOf[i] = e.controls[i].Frameworks()
-	}
-	add := func(m map[string]*acc, key string, r *Result) {
-		a := m[key]
-		if a == nil {
-			a = &acc{s: Score{Name: key}}
-			m[key] = a
+	fwOf := make([][]*acc, len(controls))
+	for i := range controls {
+		for _, f := range controls[i].Frameworks() {
+			a := fw[f]
+			if a == nil {
+				a = &acc{s: Score{Name: f}}
+				fw[f] = a
+			}
+			fwOf[i] = append(fwOf[i], a)
 		}
+	}
+	ns := map[string]*acc{}
+	nsOf := make([]*acc, len(rep.Objects))
+	add := func(a *acc, r *Result) {
+		a.used = true
 		w := weight(r.Severity)
 		switch r.Status {
 		case StatusPass:
@@ -320,22 +461,26 @@ func (e *Evaluator) score(rep *Report) {
 	}
 	for i := range rep.Results {
 		r := &rep.Results[i]
-		for _, f := range fwOf[r.ci] {
-			add(fw, f, r)
+		for _, a := range fwOf[r.ci] {
+			add(a, r)
 		}
-		ref := &rep.Objects[r.Object]
-		key := ref.Namespace
-		switch {
-		case clusterScoped[ref.Kind] && ref.Kind != "Namespace":
-			key = "(cluster-scoped)"
-		case key == "":
-			key = "(namespace not set)"
+		a := nsOf[r.Object]
+		if a == nil {
+			key := group(&rep.Objects[r.Object])
+			if a = ns[key]; a == nil {
+				a = &acc{s: Score{Name: key}}
+				ns[key] = a
+			}
+			nsOf[r.Object] = a
 		}
-		add(ns, key, r)
+		add(a, r)
 	}
 	flatten := func(m map[string]*acc) []Score {
 		out := make([]Score, 0, len(m))
 		for _, a := range m {
+			if !a.used {
+				continue
+			}
 			a.s.Score = 100
 			if a.tw > 0 {
 				a.s.Score = float64(int(1000*a.pw/a.tw+0.5)) / 10

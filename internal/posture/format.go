@@ -67,6 +67,17 @@ func writeTable(w io.Writer, rep *Report) error {
 		return err
 	}
 	fmt.Fprintf(w, "\n%d objects, %d failed checks, %d skipped objects, %d errors\n", len(rep.Objects), len(fails), len(rep.Skipped), len(rep.Errors))
+	if len(rep.Unavailable) > 0 {
+		kinds := make([]string, 0, len(rep.Unavailable))
+		for k := range rep.Unavailable {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(w, "\nNOT EVALUATED (the controls needing these kinds were skipped)\n")
+		for _, k := range kinds {
+			fmt.Fprintf(w, "  %s: %s\n", k, rep.Unavailable[k])
+		}
+	}
 	fmt.Fprintf(w, "\nSCORES (%s)\n", ScoreFormula)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, group := range [][]Score{rep.Frameworks, rep.Namespaces} {

@@ -66,6 +66,9 @@ func checkServiceExposure(_ *Config, t *target) outcome {
 }
 
 func checkNamespaceNetworkPolicy(_ *Config, t *target) outcome {
+	if t.unavailable != "" {
+		return skip("NetworkPolicies could not be listed: " + t.unavailable)
+	}
 	if t.nsHasPolicy {
 		return pass()
 	}

@@ -492,7 +492,7 @@ func TestPSSAgreesWithUpstreamFixtures(t *testing.T) {
 		// The same verdict as the upstream evaluator, and at least one
 		// failing control named for every fail fixture.
 		pod := in.Objects[0].Typed
-		tg, _ := newTarget(pod, &ObjectRef{})
+		tg, _ := newTarget(pod, &ObjectRef{}, imageCache{})
 		lv := mustLevelVersion(t, level, version)
 		allowed := policy.AggregateCheckResults(upstream.EvaluatePod(lv, tg.pod.meta, tg.pod.spec)).Allowed
 		if allowed != (verdict == "pass") {

@@ -1,7 +1,6 @@
 package posture
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -20,12 +19,20 @@ import (
 type target struct {
 	ref     *ObjectRef
 	pod     *podView
+	isRole  bool
 	rules   []rbacv1.PolicyRule
 	binding *bindingView
 	svc     *corev1.Service
+	sa      *corev1.ServiceAccount
+	subject *subjectView
+	// obj is the decoded object, kept when a custom control matches it.
+	obj *Object
 	// namespace targets: the namespace and whether the input holds a
 	// NetworkPolicy in it.
 	nsHasPolicy bool
+	// unavailable says why the input lacks a kind the control needs
+	// (cluster mode, list forbidden); the control is skipped.
+	unavailable string
 }
 
 type bindingView struct {
@@ -43,63 +50,71 @@ type podView struct {
 
 type containerView struct {
 	c      *corev1.Container
+	lbl    string          // `container "name"`, built once for every message
 	ref    reference.Named // the parsed image, parsed once for every image control
 	refErr error
 	kind   string // containers, initContainers, ephemeralContainers
 	path   string // JSON pointer of the container
 }
 
-func (c containerView) label() string {
-	switch c.kind {
+func (c containerView) label() string { return c.lbl }
+
+func containerLabel(kind, name string) string {
+	switch kind {
 	case "initContainers":
-		return fmt.Sprintf("init container %q", c.c.Name)
+		return "init container " + strconv.Quote(name)
 	case "ephemeralContainers":
-		return fmt.Sprintf("ephemeral container %q", c.c.Name)
+		return "ephemeral container " + strconv.Quote(name)
 	}
-	return fmt.Sprintf("container %q", c.c.Name)
+	return "container " + strconv.Quote(name)
 }
 
 // newTarget prepares obj, or returns nil and a reason when no control
 // applies to its kind.
-func newTarget(obj runtime.Object, ref *ObjectRef) (*target, string) {
+func newTarget(obj runtime.Object, ref *ObjectRef, images imageCache) (*target, string) {
 	t := &target{ref: ref}
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		t.pod = newPodView(&o.ObjectMeta, &o.Spec, "/spec", o.Spec.RestartPolicy != corev1.RestartPolicyNever && o.Spec.RestartPolicy != corev1.RestartPolicyOnFailure)
+		t.pod = images.newPodView(&o.ObjectMeta, &o.Spec, "/spec", o.Spec.RestartPolicy != corev1.RestartPolicyNever && o.Spec.RestartPolicy != corev1.RestartPolicyOnFailure)
 	case *appsv1.Deployment:
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
 	case *appsv1.ReplicaSet:
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
 	case *appsv1.StatefulSet:
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
 	case *appsv1.DaemonSet:
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
 	case *corev1.ReplicationController:
 		if o.Spec.Template == nil {
 			return nil, "ReplicationController without a pod template"
 		}
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", true)
 	case *batchv1.Job:
-		t.pod = newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", false)
+		t.pod = images.newPodView(&o.Spec.Template.ObjectMeta, &o.Spec.Template.Spec, "/spec/template/spec", false)
 	case *batchv1.CronJob:
-		t.pod = newPodView(&o.Spec.JobTemplate.Spec.Template.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.Spec, "/spec/jobTemplate/spec/template/spec", false)
+		t.pod = images.newPodView(&o.Spec.JobTemplate.Spec.Template.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.Spec, "/spec/jobTemplate/spec/template/spec", false)
 	case *rbacv1.Role:
-		t.rules = o.Rules
+		t.rules, t.isRole = o.Rules, true
 	case *rbacv1.ClusterRole:
-		t.rules = o.Rules
+		t.rules, t.isRole = o.Rules, true
 	case *rbacv1.RoleBinding:
 		t.binding = &bindingView{roleRef: o.RoleRef, subjects: o.Subjects}
 	case *rbacv1.ClusterRoleBinding:
 		t.binding = &bindingView{roleRef: o.RoleRef, subjects: o.Subjects}
 	case *corev1.Service:
 		t.svc = o
+	case *corev1.ServiceAccount:
+		if o.Name != "default" {
+			return nil, "no controls for a ServiceAccount other than default"
+		}
+		t.sa = o
 	default:
 		return nil, "no controls for kind " + ref.Kind
 	}
 	return t, ""
 }
 
-func newPodView(meta *metav1.ObjectMeta, spec *corev1.PodSpec, prefix string, long bool) *podView {
+func (images imageCache) newPodView(meta *metav1.ObjectMeta, spec *corev1.PodSpec, prefix string, long bool) *podView {
 	p := &podView{meta: meta, spec: spec, prefix: prefix, long: long}
 	// The API server defaults a volume without a source to emptyDir
 	// (SetDefaults_Volume); do the same so the verdicts are those of the
@@ -112,21 +127,37 @@ func newPodView(meta *metav1.ObjectMeta, spec *corev1.PodSpec, prefix string, lo
 	n := len(spec.InitContainers) + len(spec.Containers) + len(spec.EphemeralContainers)
 	p.containers = make([]containerView, 0, n)
 	for i := range spec.InitContainers {
-		p.containers = append(p.containers, newContainerView(&spec.InitContainers[i], "initContainers", prefix, i))
+		p.containers = append(p.containers, images.newContainerView(&spec.InitContainers[i], "initContainers", prefix, i))
 	}
 	for i := range spec.Containers {
-		p.containers = append(p.containers, newContainerView(&spec.Containers[i], "containers", prefix, i))
+		p.containers = append(p.containers, images.newContainerView(&spec.Containers[i], "containers", prefix, i))
 	}
 	for i := range spec.EphemeralContainers {
 		c := corev1.Container(spec.EphemeralContainers[i].EphemeralContainerCommon)
-		p.containers = append(p.containers, newContainerView(&c, "ephemeralContainers", prefix, i))
+		p.containers = append(p.containers, images.newContainerView(&c, "ephemeralContainers", prefix, i))
 	}
 	return p
 }
 
-func newContainerView(c *corev1.Container, kind, prefix string, i int) containerView {
-	cv := containerView{c: c, kind: kind, path: prefix + "/" + kind + "/" + strconv.Itoa(i)}
-	cv.ref, cv.refErr = reference.ParseNormalizedNamed(c.Image)
+// imageCache holds each image reference parsed once per evaluation:
+// replicas and repeated manifests name the same images again and again.
+type imageCache map[string]parsedImage
+
+type parsedImage struct {
+	ref reference.Named
+	err error
+}
+
+func (images imageCache) newContainerView(c *corev1.Container, kind, prefix string, i int) containerView {
+	cv := containerView{c: c, kind: kind, path: prefix + "/" + kind + "/" + strconv.Itoa(i), lbl: containerLabel(kind, c.Name)}
+	p, ok := images[c.Image]
+	if !ok {
+		p.ref, p.err = reference.ParseNormalizedNamed(c.Image)
+		if len(images) < 100_000 {
+			images[c.Image] = p
+		}
+	}
+	cv.ref, cv.refErr = p.ref, p.err
 	return cv
 }
 

@@ -3,7 +3,7 @@ package posture
 import (
 	"fmt"
 	"path"
-	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -159,7 +159,7 @@ func checkHostPath(cfg *Config, t *target) outcome {
 			continue
 		}
 		f.add(fmt.Sprintf("volume %q mounts hostPath %q, outside the allowed paths", v.Name, v.HostPath.Path),
-			PatchOp{Op: "replace", Path: fmt.Sprintf("%s/volumes/%d", t.pod.prefix, i), Value: map[string]any{"name": v.Name, "emptyDir": map[string]any{}}})
+			PatchOp{Op: "replace", Path: fmt.Sprintf("%s/volumes/%d", t.pod.prefix, i), Value: emptyDirVolume{Name: v.Name, EmptyDir: struct{}{}}})
 	}
 	return f.outcome()
 }
@@ -192,7 +192,7 @@ func resourceCheck(kind string, get func(corev1.ResourceRequirements) corev1.Res
 			if len(missing) == 0 {
 				continue
 			}
-			f.add(fmt.Sprintf("%s sets no resources.%s.%s", cv.label(), kind, strings.Join(missing, " or ")))
+			f.add(cv.label() + " sets no resources." + kind + "." + strings.Join(missing, " or "))
 		}
 		return f.outcome()
 	}
@@ -232,7 +232,7 @@ func checkLatestTag(_ *Config, t *target) outcome {
 	for _, cv := range t.pod.containers {
 		ref, err := cv.ref, cv.refErr
 		if err != nil {
-			f.add(fmt.Sprintf("%s image %q is not a valid reference: %v", cv.label(), cv.c.Image, err))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not a valid reference: " + err.Error())
 			continue
 		}
 		if _, ok := ref.(reference.Digested); ok {
@@ -240,9 +240,9 @@ func checkLatestTag(_ *Config, t *target) outcome {
 		}
 		tagged, ok := ref.(reference.Tagged)
 		if !ok {
-			f.add(fmt.Sprintf("%s image %q has neither tag nor digest (means :latest)", cv.label(), cv.c.Image))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " has neither tag nor digest (means :latest)")
 		} else if tagged.Tag() == "latest" {
-			f.add(fmt.Sprintf("%s image %q uses the latest tag", cv.label(), cv.c.Image))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " uses the latest tag")
 		}
 	}
 	return f.outcome()
@@ -256,7 +256,7 @@ func checkDigest(_ *Config, t *target) outcome {
 			continue // reported by the latest-tag control
 		}
 		if _, ok := ref.(reference.Digested); !ok {
-			f.add(fmt.Sprintf("%s image %q is not pinned by digest", cv.label(), cv.c.Image))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not pinned by digest")
 		}
 	}
 	return f.outcome()
@@ -270,11 +270,11 @@ func checkTrustedRegistry(cfg *Config, t *target) outcome {
 	for _, cv := range t.pod.containers {
 		ref, err := cv.ref, cv.refErr
 		if err != nil {
-			f.add(fmt.Sprintf("%s image %q is not a valid reference", cv.label(), cv.c.Image))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not a valid reference")
 			continue
 		}
 		if !trusted(cfg.TrustedRegistries, ref.Name()) {
-			f.add(fmt.Sprintf("%s image %q is not from a trusted registry", cv.label(), cv.c.Image))
+			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not from a trusted registry")
 		}
 	}
 	return f.outcome()
@@ -293,16 +293,42 @@ func trusted(prefixes []string, name string) bool {
 	return false
 }
 
+// secretWords mark an environment variable name as holding a secret,
+// unless it ends in one of notSecretSuffixes (it names where the secret is,
+// or a setting about it). Plain substring tests: this runs for every
+// variable of every container.
 var (
-	secretName    = regexp.MustCompile(`(?i)(passw(or)?d|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth)`)
-	notSecretName = regexp.MustCompile(`(?i)(_(file|path|dir|url|endpoint|host|port|user(name)?|ttl|timeout|expiry|enabled?|mode|type)$)`)
+	secretWords = []string{"password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "api-key",
+		"accesskey", "access_key", "access-key", "privatekey", "private_key", "private-key", "credential", "auth"}
+	notSecretSuffixes = []string{"_file", "_path", "_dir", "_url", "_endpoint", "_host", "_port", "_user", "_username",
+		"_ttl", "_timeout", "_expiry", "_enable", "_enabled", "_mode", "_type"}
 )
+
+func looksSecret(name string) bool {
+	n := strings.ToLower(name)
+	hit := false
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			hit = true
+			break
+		}
+	}
+	if !hit {
+		return false
+	}
+	for _, s := range notSecretSuffixes {
+		if strings.HasSuffix(n, s) {
+			return false
+		}
+	}
+	return true
+}
 
 func checkEnvSecrets(_ *Config, t *target) outcome {
 	var f failures
 	for _, cv := range t.pod.containers {
 		for i, e := range cv.c.Env {
-			if e.Value == "" || e.ValueFrom != nil || !secretName.MatchString(e.Name) || notSecretName.MatchString(e.Name) {
+			if e.Value == "" || e.ValueFrom != nil || !looksSecret(e.Name) {
 				continue
 			}
 			f.add(fmt.Sprintf("%s env[%d] %s holds a literal value that looks like a secret (use valueFrom.secretKeyRef)", cv.label(), i, e.Name))
@@ -327,4 +353,11 @@ func probeCheck(name string, get func(*corev1.Container) *corev1.Probe) checkFn 
 		}
 		return f.outcome()
 	}
+}
+
+// emptyDirVolume is the replacement of a hostPath volume; a struct so that
+// the fixed manifest keeps name first.
+type emptyDirVolume struct {
+	Name     string   `json:"name" yaml:"name"`
+	EmptyDir struct{} `json:"emptyDir" yaml:"emptyDir"`
 }

@@ -91,6 +91,7 @@ func BenchmarkAuditRules(b *testing.B) {
 	b.SetBytes(int64(size / len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; b.Loop(); i++ {
 		if err := DecodeAuditEvent(data[i%len(data)], &a); err != nil {
 			b.Fatal(err)
@@ -98,4 +99,8 @@ func BenchmarkAuditRules(b *testing.B) {
 		dst = eng.Evaluate(ev, dst[:0])
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/event")
+	}
 }

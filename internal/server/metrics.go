@@ -22,6 +22,7 @@ type metrics struct {
 	hookEvents      *prometheus.CounterVec
 	rematchDuration prometheus.Histogram
 	rematchImages   prometheus.Counter
+	alerts          *alertMetrics // alerts.go
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
@@ -56,6 +57,7 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 	}
 	reg.MustRegister(m.apiLatency, m.scanDuration, m.jobDuration, m.scansStored, m.hookEvents, m.rematchDuration,
 		m.rematchImages, &queueCollector{st: st})
+	m.alerts = newAlertMetrics(reg)
 	return m
 }
 

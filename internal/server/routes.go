@@ -102,6 +102,36 @@ func (s *Server) routeTable() []route {
 
 		{"GET", "/api/v1/audit", authToken, rolesAdmin, "", s.listAudit},
 
+		{"GET", "/api/v1/exports", authToken, rolesAdmin, "", s.listExports},
+		{"POST", "/api/v1/exports", authToken, rolesAdmin, "export.create", s.createExport},
+		{"GET", "/api/v1/exports/{id}", authToken, rolesAdmin, "", s.getExport},
+		{"PUT", "/api/v1/exports/{id}", authToken, rolesAdmin, "export.update", s.updateExport},
+		{"DELETE", "/api/v1/exports/{id}", authToken, rolesAdmin, "export.delete", s.deleteExport},
+		{"POST", "/api/v1/exports/{id}/test", authToken, rolesAdmin, "export.test", s.testExport},
+		{"GET", "/api/v1/exports/{id}/dead", authToken, rolesAdmin, "", s.listDeadExports},
+		{"POST", "/api/v1/exports/{id}/dead/retry", authToken, rolesAdmin, "export.retry_dead", s.retryDeadExports},
+
+		{"POST", "/api/v1/alerts", authToken, rolesAlertIngest, "alert.ingest", s.ingestAlerts},
+		{"GET", "/api/v1/alerts", authToken, rolesRead, "", s.listAlerts},
+		{"GET", "/api/v1/alerts/timeline", authToken, rolesRead, "", s.alertTimeline},
+		{"GET", "/api/v1/alerts/{id}", authToken, rolesRead, "", s.getAlert},
+		{"POST", "/api/v1/alerts/{id}/status", authToken, rolesTriage, "alert.status", s.setAlertStatus},
+		{"POST", "/api/v1/alerts/{id}/actions", authToken, rolesTriage, "action.request", s.requestAction},
+		{"GET", "/api/v1/actions", authToken, rolesActionRead, "", s.listActions},
+		{"POST", "/api/v1/actions/{id}/result", authToken, rolesActionResult, "action.result", s.actionResult},
+		{"GET", "/api/v1/suppressions", authToken, rolesRead, "", s.listSuppressions},
+		{"POST", "/api/v1/suppressions", authToken, rolesTriage, "suppression.create", s.createSuppression},
+		{"GET", "/api/v1/suppressions/{id}", authToken, rolesRead, "", s.getSuppression},
+		{"DELETE", "/api/v1/suppressions/{id}", authToken, rolesTriage, "suppression.delete", s.deleteSuppression},
+		{"GET", "/api/v1/suppressions/{id}/matches", authToken, rolesRead, "", s.suppressionMatches},
+
+		{"POST", "/api/v1/admission/decisions", authToken, rolesAdmissionPost, "admission.decisions", s.postAdmissionDecisions},
+		{"GET", "/api/v1/admission/decisions", authToken, rolesRead, "", s.listAdmissionDecisions},
+
+		{"POST", "/api/v1/posture/reports", authToken, rolesPosturePost, "posture.upload", s.postPostureReport},
+		{"GET", "/api/v1/posture/reports", authToken, rolesRead, "", s.listPostureReports},
+		{"GET", "/api/v1/posture/reports/{id}", authToken, rolesRead, "", s.getPostureReport},
+
 		{"POST", "/api/v1/hooks/distribution", authHook, nil, "", s.hookDistribution},
 		{"POST", "/api/v1/hooks/harbor", authHook, nil, "", s.hookHarbor},
 	}

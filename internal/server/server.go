@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bulwark-security/bulwark/internal/export"
 	"github.com/bulwark-security/bulwark/internal/image"
 	invlist "github.com/bulwark-security/bulwark/internal/inventory/list"
 	"github.com/bulwark-security/bulwark/internal/scan"
@@ -77,6 +78,12 @@ type Config struct {
 	// RematchWorkers bounds concurrent re-matches (default GOMAXPROCS).
 	RematchWorkers int
 
+	// Exports are the export destinations of the configuration file
+	// (internal/export); they are synced into the store at start, next to
+	// those created through /api/v1/exports. Delivery runs on replicas
+	// with workers.
+	Exports []export.Config
+
 	// HookReplayWindow is how long an accepted notification's id is
 	// remembered to refuse replays (default 24h).
 	HookReplayWindow time.Duration
@@ -87,6 +94,10 @@ type Config struct {
 
 	// Version is reported in /api/v1/me and recorded in scans.
 	Version string
+
+	// Audit configures the Kubernetes audit webhook receiver and audit log
+	// followers (audit.go); off when empty.
+	Audit AuditConfig
 }
 
 func (c *Config) defaults() {
@@ -159,11 +170,13 @@ type Server struct {
 	metrics *metrics
 	vdb     *vulnDB
 	hooks   *hookBatcher
+	exports *export.Dispatcher // nil on an API-only replica
 	secrets *secretCache
 	handler http.Handler
 	routes  []route
 
 	ln, metricsLn net.Listener
+	audit         *auditParts // nil unless Config.Audit is set
 	tlsConfig     *tls.Config
 	// Fingerprint is the SHA-256 of the serving certificate (hex, colon
 	// separated); empty for plain HTTP.
@@ -211,10 +224,21 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.secrets = newSecretCache(s.st, 5*time.Second)
 	s.hooks = newHookBatcher(s.st, s.cfg.HookReplayWindow, s.log, func() { s.nudge() })
+	if err := syncConfigExports(context.Background(), s.st, cfg.Exports); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("exports: %w", err)
+	}
+	if cfg.Workers > 0 {
+		s.exports = export.NewDispatcher(s.st, export.DispatcherOptions{Deps: export.Deps{Logger: s.log, Version: cfg.Version}})
+	}
 	s.routes = s.routeTable()
 	s.handler = s.buildHandler()
 
 	if err := s.listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.setupAudit(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -303,6 +327,9 @@ func (s *Server) Close() error {
 		if s.metricsLn != nil {
 			s.metricsLn.Close()
 		}
+		if s.audit != nil && s.audit.ln != nil {
+			s.audit.ln.Close()
+		}
 		s.vdb.close()
 	})
 	return nil
@@ -345,6 +372,9 @@ func (s *Server) Run(ctx context.Context) error {
 		srv.TLSConfig = s.tlsConfig
 	}
 	serve(srv, s.ln, s.tlsConfig != nil)
+	if s.AuditAddr() != nil {
+		serve(s.auditServer(ctx), s.audit.ln, true)
+	}
 	if s.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metrics.handler())
@@ -363,8 +393,12 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); fn(bg) }()
 	}
 	start(s.hooks.run)
+	start(s.runAudit)
 	start(s.rematchLoop)
 	start(s.maintenanceLoop)
+	if s.exports != nil {
+		start(func(ctx context.Context) { _ = s.exports.Run(ctx) })
+	}
 	if s.cfg.SweepInterval > 0 {
 		start(s.sweepLoop)
 	}
@@ -417,6 +451,10 @@ func (s *Server) maintenanceLoop(ctx context.Context) {
 		}
 		if _, err := s.st.PurgeJobs(ctx, time.Now().Add(-finishedJobRetention)); err != nil && ctx.Err() == nil {
 			s.log.Warn("purge finished jobs", "err", err)
+		}
+		// Sender alert ids are kept far beyond any sender's retry horizon.
+		if _, err := s.st.PurgeAlertIngests(ctx, time.Now().Add(-alertIDRetention)); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge alert ingest ids", "err", err)
 		}
 		select {
 		case <-ctx.Done():

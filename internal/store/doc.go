@@ -1,6 +1,8 @@
 // Package store is central's persistence: registries, images (by manifest
 // digest, with their tags and where they were seen), SBOMs, findings and their
-// history, scan records, clusters, alerts, policies, API tokens, users, the
+// history, scan records, clusters, alerts (idempotent batch ingest grouped
+// by fingerprint, suppressions, a per-minute timeline, response actions:
+// alerts.go, suppressions.go, actions.go), policies, API tokens, users, the
 // audit log of user actions, and the durable scan job queue.
 //
 // One concrete type, *Store, serves two backends: SQLite (modernc.org/sqlite,
@@ -27,7 +29,7 @@
 //
 // This package must not import net/http or internal/cli (TestImports
 // checks): it is used by the API layer, not the other way round. It imports
-// internal/scan, internal/inventory and internal/vulndb for their types. Input size limits belong to the API
+// internal/scan, internal/inventory, internal/vulndb and internal/alerts for their types. Input size limits belong to the API
 // layer; the store validates enumerations and identifiers and returns
 // ErrInvalid for anything it cannot represent.
 package store

@@ -337,6 +337,9 @@ func (s *Store) replaceFindings(ctx context.Context, tx *sql.Tx, imageID int64, 
 	if err := s.insertEvents(ctx, tx, imageID, diff); err != nil {
 		return nil, err
 	}
+	if err := s.enqueueKEVFindingExports(ctx, tx, diff); err != nil {
+		return nil, fmt.Errorf("queue finding exports: %w", err)
+	}
 	c := diff.Counts
 	if _, err := s.exec(ctx, tx, `UPDATE images SET critical = ?, high = ?, medium = ?, low = ?, unknown = ?, kev = ?,
 		fixable = ?, last_matched_at = ? WHERE id = ?`,

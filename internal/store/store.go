@@ -78,6 +78,9 @@ type Store struct {
 	zenc   *zstd.Encoder
 	zdec   *zstd.Decoder
 	closed bool
+	// stmts caches the alert ingest's prepared statements (SQLite; see
+	// ingestStmts). PostgreSQL's driver caches statements itself.
+	stmts stmtCache
 }
 
 // Open opens the database named by dsn and applies pending migrations.

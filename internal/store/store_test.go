@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/scan"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
@@ -640,7 +641,7 @@ func TestClusters(t *testing.T) {
 func TestAlerts(t *testing.T) {
 	ctx := context.Background()
 	forEach(t, func(t *testing.T, s *Store) {
-		a := Alert{Fingerprint: "fp-1", Source: AlertSensor, Rule: "Terminal shell in container", Severity: vulndb.SeverityHigh,
+		a := Alert{Fingerprint: "fp-1", Source: AlertSensor, Rule: "Terminal shell in container", Severity: alerts.SeverityHigh,
 			Cluster: "prod", Namespace: "web", Workload: "Deployment/web", Evidence: json.RawMessage(`{"proc":"bash"}`)}
 		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 		first, created, err := s.RecordAlert(ctx, a, t0)
@@ -674,11 +675,11 @@ func TestAlerts(t *testing.T) {
 		if err := s.SetAlertStatus(ctx, first.ID, AlertNew, "user:bob", ""); !errors.Is(err, ErrConflict) {
 			t.Errorf("reopen with an open duplicate: %v, want ErrConflict", err)
 		}
-		if _, _, err := s.RecordAlert(ctx, Alert{Fingerprint: "x", Source: AlertAudit, Rule: "r", Severity: vulndb.SeverityCritical}, time.Time{}); err != nil {
+		if _, _, err := s.RecordAlert(ctx, Alert{Fingerprint: "x", Source: AlertAudit, Rule: "r", Severity: alerts.SeverityCritical}, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		list, total, err := s.ListAlerts(ctx, AlertFilter{Status: AlertNew}, Page{Sort: "-severity"})
-		if err != nil || total != 2 || list[0].Severity != vulndb.SeverityCritical {
+		if err != nil || total != 2 || list[0].Severity != alerts.SeverityCritical {
 			t.Errorf("new alerts = %+v (%d), %v", list, total, err)
 		}
 		if _, total, _ := s.ListAlerts(ctx, AlertFilter{Source: AlertSensor, Cluster: "prod"}, Page{}); total != 2 {

@@ -1,0 +1,74 @@
+package admission
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the webhook's Prometheus series. A nil *Metrics records
+// nothing, so parts can be used without a registry.
+type Metrics struct {
+	decisions      *prometheus.CounterVec   // verdict, kind, operation
+	violations     *prometheus.CounterVec   // rule, mode
+	latency        *prometheus.HistogramVec // operation
+	badRequests    *prometheus.CounterVec   // reason
+	cacheLookups   *prometheus.CounterVec   // result: hit, miss, stale
+	centralErrors  prometheus.Counter
+	centralLat     prometheus.Histogram
+	recordsDropped prometheus.Counter
+	recordsSent    *prometheus.CounterVec // kind: decision, alert
+	policiesLoaded prometheus.Gauge
+	certExpiry     prometheus.Gauge
+}
+
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_decisions_total",
+			Help: "Admission decisions by verdict (allow, audit, warn, deny, error), kind and operation."}, []string{"verdict", "kind", "operation"}),
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_violations_total",
+			Help: "Rule violations found, by rule family and policy mode."}, []string{"rule", "mode"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "bulwark_admission_review_duration_seconds",
+			Help:    "Time from request read to response written.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"operation"}),
+		badRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_bad_requests_total",
+			Help: "AdmissionReview bodies refused (the API server applies its failurePolicy)."}, []string{"reason"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_verdict_cache_total",
+			Help: "Image verdict cache lookups by result (hit, miss, stale)."}, []string{"result"}),
+		centralErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_admission_central_errors_total",
+			Help: "Failed calls to central's findings API."}),
+		centralLat: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bulwark_admission_central_duration_seconds",
+			Help: "Latency of central's findings API.", Buckets: prometheus.DefBuckets}),
+		recordsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "bulwark_admission_records_dropped_total",
+			Help: "Decision records and alerts dropped because the queue to central was full."}),
+		recordsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_records_sent_total",
+			Help: "Decision records and alerts delivered to central."}, []string{"kind"}),
+		policiesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_admission_policies",
+			Help: "Policies in force."}),
+		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_admission_certificate_expiry_timestamp_seconds",
+			Help: "When the serving certificate expires (Unix time)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.violations, m.latency, m.badRequests, m.cacheLookups, m.centralErrors,
+			m.centralLat, m.recordsDropped, m.recordsSent, m.policiesLoaded, m.certExpiry)
+	}
+	return m
+}
+
+func (m *Metrics) cache(result string) {
+	if m != nil {
+		m.cacheLookups.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) centralError() {
+	if m != nil {
+		m.centralErrors.Inc()
+	}
+}
+
+func (m *Metrics) centralLatency(d time.Duration) {
+	if m != nil {
+		m.centralLat.Observe(d.Seconds())
+	}
+}

@@ -1,0 +1,123 @@
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bulwark-security/bulwark/internal/policy"
+)
+
+// ErrBadReview is wrapped by every decode error: the webhook answers 400 and
+// the API server applies the webhook's failurePolicy. A body the webhook
+// could not read is never admitted by the webhook itself.
+var ErrBadReview = errors.New("bad AdmissionReview")
+
+// connectKinds are the options kinds of the CONNECT subresources judged.
+var connectKinds = map[string]string{"PodExecOptions": "exec", "PodAttachOptions": "attach", "PodPortForwardOptions": "portforward"}
+
+// DecodeReview reads one AdmissionReview (admission.k8s.io/v1) strictly:
+// unknown fields, trailing data, a missing request or uid, an unsupported
+// kind or an object that does not decode are errors wrapping ErrBadReview.
+// The returned request's Images and FailOpen are for the caller to set.
+func DecodeReview(body []byte) (*admissionv1.AdmissionReview, *policy.Request, error) {
+	var rev admissionv1.AdmissionReview
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rev); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadReview, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("%w: trailing data after the JSON body", ErrBadReview)
+	}
+	if rev.APIVersion != "admission.k8s.io/v1" || rev.Kind != "AdmissionReview" {
+		return nil, nil, fmt.Errorf("%w: apiVersion %q kind %q: want admission.k8s.io/v1 AdmissionReview", ErrBadReview, rev.APIVersion, rev.Kind)
+	}
+	r := rev.Request
+	if r == nil {
+		return nil, nil, fmt.Errorf("%w: no request", ErrBadReview)
+	}
+	if r.UID == "" {
+		return nil, nil, fmt.Errorf("%w: request.uid is empty", ErrBadReview)
+	}
+	req := &policy.Request{UID: string(r.UID), Operation: string(r.Operation), Kind: r.Kind.Kind, SubResource: r.SubResource,
+		Namespace: r.Namespace, Name: r.Name, User: policy.UserInfo{Username: r.UserInfo.Username, UID: r.UserInfo.UID, Groups: r.UserInfo.Groups}}
+	if r.DryRun != nil {
+		req.DryRun = *r.DryRun
+	}
+	switch r.Operation {
+	case admissionv1.Connect:
+		sub, ok := connectKinds[r.Kind.Kind]
+		if !ok || sub != r.SubResource {
+			return nil, nil, fmt.Errorf("%w: CONNECT of %s/%s is not judged by Bulwark (configure pods/exec, pods/attach or pods/portforward only)", ErrBadReview, r.Kind.Kind, r.SubResource)
+		}
+		return &rev, req, nil
+	case admissionv1.Create, admissionv1.Update:
+	case admissionv1.Delete:
+		return &rev, req, nil
+	default:
+		return nil, nil, fmt.Errorf("%w: operation %q", ErrBadReview, r.Operation)
+	}
+	if r.SubResource != "" {
+		return nil, nil, fmt.Errorf("%w: subresource %q of %s is not judged by Bulwark", ErrBadReview, r.SubResource, r.Kind.Kind)
+	}
+	if !slices.Contains(policy.Kinds(), r.Kind.Kind) {
+		return nil, nil, fmt.Errorf("%w: kind %s/%s is not judged by Bulwark (remove it from the webhook's rules)", ErrBadReview, r.Kind.Group, r.Kind.Kind)
+	}
+	if len(r.Object.Raw) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s without an object", ErrBadReview, r.Operation)
+	}
+	obj, err := policy.DecodeObject(r.Kind.Kind, r.Object.Raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: object: %v", ErrBadReview, err)
+	}
+	req.Object, req.ObjectJSON, req.OldObjectJSON = obj, r.Object.Raw, r.OldObject.Raw
+	if req.Name == "" {
+		if m, ok := obj.(metav1.Object); ok {
+			req.Name = m.GetName()
+		}
+	}
+	return &rev, req, nil
+}
+
+// response builds the AdmissionReview answer for a decision.
+func response(uid string, d *policy.Decision, what string) *admissionv1.AdmissionReview {
+	out := &admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: &admissionv1.AdmissionResponse{UID: types.UID(uid), Allowed: d.Allowed},
+	}
+	if !d.Allowed {
+		out.Response.Result = &metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden,
+			Message: truncate(d.Message(what), maxMessage)}
+	}
+	out.Response.Warnings = warnings(d.Warnings())
+	return out
+}
+
+// maxMessage bounds a denial message; the decision record keeps everything.
+const maxMessage = 16 << 10
+
+// warnings bounds what is sent: the API server truncates beyond 4096 runes
+// in total anyway, and an unreadable flood helps nobody.
+func warnings(ws []string) []string {
+	const maxTotal, maxEach = 4000, 512
+	var out []string
+	total := 0
+	for i, w := range ws {
+		w = truncate(w, maxEach)
+		if total+len(w) > maxTotal {
+			out = append(out, fmt.Sprintf("... and %d more warnings (see the Bulwark decision log)", len(ws)-i))
+			break
+		}
+		total += len(w)
+		out = append(out, w)
+	}
+	return out
+}

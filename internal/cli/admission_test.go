@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bulwark-security/bulwark/internal/policy"
+)
+
+func policyTestdata(t testing.TB, parts ...string) string {
+	return filepath.Join(append([]string{repoRoot(t), "internal", "policy", "testdata"}, parts...)...)
+}
+
+func TestPolicyTestCommand(t *testing.T) {
+	pol, man := policyTestdata(t, "policies"), policyTestdata(t, "manifests")
+	// The web Deployment is denied (exit 1); the table names rule and fix.
+	r := run(t, "policy", "test", "-f", pol, "--fail-open", filepath.Join(man, "web.yaml")).want(t, ExitPolicyFailed)
+	for _, want := range []string{"prod-gate/configuration", "BW-PSS-privileged", `container "app"`, "fix:", "1 denied"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "policy failed: 1 object(s) would be denied") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	// The compliant one passes (warn and audit do not fail a pipeline),
+	// given as JSON from stdin.
+	b, err := os.ReadFile(filepath.Join(man, "compliant.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = runWith(t, runOpts{stdin: string(b)}, "policy", "test", "-f", pol, "--fail-open", "--format", "json", "-").want(t, ExitOK)
+	var rep policy.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Items) != 1 || !rep.Items[0].Decision.Allowed || rep.Items[0].Name != "api" || rep.Items[0].Source != "-" {
+		t.Errorf("json report: %+v", rep)
+	}
+	// Without --fail-open and without central, vulnerability rules are
+	// violations: nothing is admitted unjudged.
+	r = run(t, "policy", "test", "-f", pol, filepath.Join(man, "compliant.yaml")).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "could not be checked") {
+		t.Errorf("fail-closed:\n%s", r.stdout)
+	}
+	// SARIF for code scanning, a directory of manifests.
+	out := filepath.Join(t.TempDir(), "p.sarif")
+	run(t, "policy", "test", "-f", pol, "--fail-open", "--format", "sarif", "-o", out, man).want(t, ExitPolicyFailed)
+	sb, _ := os.ReadFile(out)
+	var sarif struct {
+		Runs []struct {
+			Results []struct {
+				RuleID string `json:"ruleId"`
+				Level  string `json:"level"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(sb, &sarif); err != nil || len(sarif.Runs) != 1 || len(sarif.Runs[0].Results) == 0 {
+		t.Fatalf("sarif: %v %s", err, sb)
+	}
+	// A broken policy: exit 2 with file:line.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: bulwark.dev/v1alpha1\nkind: Policy\nmetadata: {name: x}\nspec:\n  mode: deny\n  rules:\n    - name: r\n      expression: \"object.spec.(\"\n"), 0o644)
+	r = run(t, "policy", "test", "-f", bad, man).want(t, ExitError)
+	if !strings.Contains(r.stderr, "bad.yaml:8:") || !strings.Contains(r.stderr, "CEL compile") {
+		t.Errorf("broken policy: %s", r.stderr)
+	}
+}
+
+func TestScanImagePolicyGate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, spec string) string {
+		p := filepath.Join(dir, name)
+		doc := "apiVersion: bulwark.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: " + strings.TrimSuffix(name, ".yaml") + "\nspec:\n" + spec + "\n"
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kev := write("kev.yaml", "  mode: deny\n  vulnerabilities: {knownExploited: true}\n  configuration: {podSecurity: restricted}")
+	r := scanDemo(t, runOpts{}, "--policy", kev).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stderr, "kev/vulnerabilities") || !strings.Contains(r.stderr, "known exploited") {
+		t.Errorf("kev gate:\n%s", r.stderr)
+	}
+	// Only image rules: the pod around the image is unknown, so the
+	// restricted profile is not judged.
+	if strings.Contains(r.stderr, "BW-PSS") {
+		t.Errorf("configuration judged in scan --policy:\n%s", r.stderr)
+	}
+	// The JSON report is still written to stdout.
+	parseResult(t, r.stdout)
+	lenient := write("lenient.yaml", "  mode: deny\n  vulnerabilities: {deny: [CVE-1999-0001]}")
+	scanDemo(t, runOpts{}, "--policy", lenient).want(t, ExitOK)
+	// Out of scope (namespaces) → nothing applies.
+	scoped := write("scoped.yaml", "  mode: deny\n  scope: {namespaces: [prod]}\n  vulnerabilities: {knownExploited: true}")
+	scanDemo(t, runOpts{}, "--policy", scoped).want(t, ExitOK)
+	scanDemo(t, runOpts{}, "--policy", scoped, "--policy-namespace", "prod").want(t, ExitPolicyFailed)
+}
+
+func TestAdmissionInstall(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "webhook.yaml")
+	run(t, "admission", "install", "--service-namespace", "bulwark", "--service-name", "bulwark-admission",
+		"--cert-dir", filepath.Join(dir, "certs"), "--failure-policy", "Ignore", "--connect", "-o", out).want(t, ExitOK)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "certs", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := cfg.Webhooks[0]
+	if string(wh.ClientConfig.CABundle) != string(ca) || *wh.FailurePolicy != admissionregistrationv1.Ignore ||
+		wh.ClientConfig.Service == nil || wh.ClientConfig.Service.Namespace != "bulwark" || *wh.ClientConfig.Service.Path != "/validate" {
+		t.Errorf("webhook: %+v", wh)
+	}
+	ex := wh.NamespaceSelector.MatchExpressions[0]
+	if ex.Key != "kubernetes.io/metadata.name" || strings.Join(ex.Values, ",") != "kube-system,bulwark" {
+		t.Errorf("namespace selector: %+v", ex)
+	}
+	if len(wh.Rules) != 4 || wh.Rules[3].Resources[0] != "pods/exec" {
+		t.Errorf("rules: %+v", wh.Rules)
+	}
+	// The serving certificate generated beside the CA names the Service.
+	crt, err := os.ReadFile(filepath.Join(dir, "certs", "tls.crt"))
+	if err != nil || len(crt) == 0 {
+		t.Fatalf("serving certificate: %v", err)
+	}
+	run(t, "admission", "install", "--url", "https://x", "--ca-file", filepath.Join(dir, "certs", "ca.crt"), "--failure-policy", "Maybe").want(t, ExitError)
+	run(t, "admission", "install").want(t, ExitError)
+	r := run(t, "admission", "serve").want(t, ExitError)
+	if !strings.Contains(r.stderr, "--policy is required") {
+		t.Errorf("serve without policies: %s", r.stderr)
+	}
+}

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
+)
+
+// `bulwark audit watch` without --server prints the alerts of the followed
+// file as JSON lines; a second run with the same state prints nothing new.
+func TestAuditWatchPrints(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	line := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"cli-1","stage":"ResponseComplete","verb":"create",` +
+		`"user":{"username":"alice"},"sourceIPs":["192.0.2.1"],"objectRef":{"resource":"pods","namespace":"web","name":"p"},` +
+		`"responseStatus":{"code":201},"requestObject":{"kind":"Pod","spec":{"containers":[{"image":"busybox","securityContext":{"privileged":true}}]}}}`
+	if err := os.WriteFile(logPath, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	watch := func() (int, string, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		var out, errb bytes.Buffer
+		code := Main(ctx, Env{Version: "test", Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+			Args: []string{"audit", "watch", logPath, "--cluster", "cli-test", "--state", filepath.Join(dir, "state.json"), "--poll", "20ms"}})
+		return code, out.String(), errb.String()
+	}
+	code, out, errs := watch()
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var a alerts.Alert
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &a); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if a.Rule != "Privileged container created" || a.Cluster != "cli-test" || a.Namespace != "web" || a.Source != alerts.SourceAudit {
+		t.Errorf("alert %+v", a)
+	}
+	if code, out, errs = watch(); code != ExitOK || out != "" {
+		t.Errorf("second run: exit %d, output %q (%s): the line was read again", code, out, errs)
+	}
+	if code, _, errs := func() (int, string, string) {
+		var o, e bytes.Buffer
+		c := Main(context.Background(), Env{Stdout: &o, Stderr: &e, Getenv: func(string) string { return "" }, Args: []string{"audit", "watch", logPath}})
+		return c, o.String(), e.String()
+	}(); code != ExitError || !strings.Contains(errs, "--cluster") {
+		t.Errorf("missing --cluster: exit %d: %s", code, errs)
+	}
+}

@@ -1,0 +1,277 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bulwark-security/bulwark/internal/celeval"
+	"github.com/bulwark-security/bulwark/internal/policy"
+	"github.com/bulwark-security/bulwark/internal/posture"
+	"github.com/bulwark-security/bulwark/internal/scan"
+)
+
+func (a *app) policyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Apply Bulwark's deployment policies in a pipeline (the admission webhook's verdict, before deploying)",
+		Example: `  bulwark policy test -f policies/ deploy/
+  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -`,
+	}
+	cmd.AddCommand(a.policyTestCmd())
+	return cmd
+}
+
+// loadPolicySet loads policy files and directories with the CEL
+// environment every command shares.
+func loadPolicySet(ctx context.Context, paths []string) (*policy.Set, error) {
+	env, err := celeval.NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	l, err := policy.NewLoader(env, nil)
+	if err != nil {
+		return nil, err
+	}
+	return l.LoadFiles(ctx, paths...)
+}
+
+func (a *app) policyTestCmd() *cobra.Command {
+	var files []string
+	var format, output, namespace, server, token, serverCA string
+	var failOpen bool
+	cmd := &cobra.Command{
+		Use:   "test -f POLICY MANIFEST...",
+		Short: "Judge Kubernetes manifests with the policies the admission webhook enforces",
+		Long: `Evaluate manifests (files, directories, or - for stdin) with the same evaluator
+as the admission webhook: configuration baseline, provenance, custom CEL rules
+and, with --server, vulnerabilities from central's scan results. Every pod and
+pod-creating controller (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job,
+CronJob, ReplicationController) is judged as a CREATE; other kinds are listed
+as skipped.
+
+Without --server, vulnerability rules see every image as unavailable: they
+are violations unless --fail-open is given (then a note).
+
+A manifest without metadata.namespace is judged in --namespace. Namespace
+selectors match (the namespace's labels are not known offline).
+
+Exit codes: 0 every object admitted (warn and audit included), 1 an object
+would be denied, 2 error (unreadable input, invalid policy).`,
+		Example: `  bulwark policy test -f policies/ deploy/
+  bulwark policy test -f prod.yaml --namespace prod-shop --server https://bulwark:8443 --token "$TOKEN" app.yaml
+  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if len(files) == 0 {
+				return fmt.Errorf("-f POLICY is required")
+			}
+			set, err := loadPolicySet(ctx, files)
+			if err != nil {
+				return err
+			}
+			var images policy.ImageSource
+			if server != "" {
+				im, err := a.centralImages(server, token, serverCA)
+				if err != nil {
+					return err
+				}
+				images = im
+			}
+			rep, err := testManifests(ctx, set, args, a.env.Stdin, namespace, images, failOpen)
+			if err != nil {
+				return err
+			}
+			out := a.env.Stdout
+			if output != "" {
+				f, err := os.Create(output)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				out = f
+			}
+			if err := policy.WriteReport(out, rep, format); err != nil {
+				return fmt.Errorf("write report: %w", err)
+			}
+			if len(rep.Errors) > 0 {
+				return fmt.Errorf("%d input error(s): %s", len(rep.Errors), rep.Errors[0])
+			}
+			if n := rep.Denied(); n > 0 {
+				fmt.Fprintf(a.env.Stderr, "bulwark: policy failed: %d object(s) would be denied\n", n)
+				return ErrPolicyFailed
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVarP(&files, "policy", "f", nil, "policy file or directory (repeatable)")
+	fl.StringVar(&format, "format", "table", "output format: "+strings.Join(policy.Formats, ", "))
+	fl.StringVarP(&output, "output", "o", "", "write the report to this file instead of stdout")
+	fl.StringVar(&namespace, "namespace", "default", "namespace of manifests that do not set one")
+	fl.StringVar(&server, "server", "", "central (https://host:8443) to read image findings from")
+	fl.StringVar(&token, "token", "", "API token for --server, role agent or analyst (env BULWARK_TOKEN)")
+	fl.StringVar(&serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
+	fl.BoolVar(&failOpen, "fail-open", false, "admit images whose findings cannot be had (as the webhook's --fail-open)")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(policy.Formats, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// testManifests decodes manifests with posture's decoder and judges every
+// workload as a CREATE.
+func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin io.Reader, namespace string,
+	images policy.ImageSource, failOpen bool) (*policy.Report, error) {
+	dec, err := posture.NewDecoder(posture.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	var in posture.Decoded
+	rep := &policy.Report{PolicyVersion: set.Version()}
+	for _, p := range paths {
+		if p == "-" {
+			if err := dec.Decode(ctx, "-", stdin, &in); err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+			continue
+		}
+		files, err := policyManifestFiles(p)
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			continue
+		}
+		for _, f := range files {
+			r, err := os.Open(f)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+				continue
+			}
+			err = dec.Decode(ctx, f, r, &in)
+			r.Close()
+			if err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+		}
+	}
+	for _, e := range in.Errors {
+		rep.Errors = append(rep.Errors, e.Error())
+	}
+	kinds := map[string]bool{}
+	for _, k := range policy.Kinds() {
+		kinds[k] = true
+	}
+	for i := range in.Objects {
+		o := &in.Objects[i]
+		if o.Typed == nil || !kinds[o.Ref.Kind] {
+			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s:%d: %s/%s: not a workload", o.Ref.Source, o.Ref.Line, o.Ref.Kind, o.Ref.Name))
+			continue
+		}
+		ns := o.Ref.Namespace
+		if ns == "" {
+			ns = namespace
+		}
+		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
+			User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
+		d := set.Evaluate(ctx, req)
+		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
+	}
+	return rep, nil
+}
+
+// policyManifestFiles lists the .yaml/.yml/.json files under directory p
+// (recursively, symlinks not followed), or p itself.
+func policyManifestFiles(p string) ([]string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{p}, nil
+	}
+	var out []string
+	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				out = append(out, path)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// scanPolicyGate judges a scanned image with the vulnerability and
+// provenance rules of --policy, as the webhook would judge a Pod running
+// it in --policy-namespace: the same evaluator, fed with this scan's
+// findings instead of central's.
+func (a *app) scanPolicyGate(ctx context.Context, f *scanFlags, res *scan.Result) error {
+	if f.policy == "" {
+		return nil
+	}
+	set, err := loadPolicySet(ctx, []string{f.policy})
+	if err != nil {
+		return err
+	}
+	ref := imageRefOf(res)
+	rep := &policy.ImageReport{Ref: ref, Digest: res.Target.Digest, Scanned: true}
+	for _, fd := range res.Findings {
+		rep.Findings = append(rep.Findings, FindingForPolicy(&fd))
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "scan", Namespace: f.policyNamespace},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "image", Image: ref}}},
+	}
+	req := &policy.Request{Operation: "CREATE", Kind: "Pod", Namespace: f.policyNamespace, Name: "scan", Object: pod,
+		User: policy.UserInfo{Username: "bulwark-scan"}, Images: policy.StaticImages{ref: rep}, ImageRulesOnly: true}
+	d := set.Evaluate(ctx, req)
+	prep := &policy.Report{PolicyVersion: set.Version(), Items: []policy.ReportItem{{Source: res.Target.Name, Kind: "Image",
+		Namespace: f.policyNamespace, Name: ref, Decision: d}}}
+	if err := policy.WriteReport(a.env.Stderr, prep, "table"); err != nil {
+		return err
+	}
+	if !d.Allowed {
+		fmt.Fprintf(a.env.Stderr, "bulwark: policy failed: %s\n", d.Message("image "+ref))
+		return ErrPolicyFailed
+	}
+	return nil
+}
+
+// imageRefOf is the reference a Pod would use for the scanned image: the
+// registry reference as given, or the first repo tag of an archive.
+func imageRefOf(res *scan.Result) string {
+	name := res.Target.Name
+	for _, p := range []string{"docker-archive:", "oci-archive:", "oci-layout:"} {
+		if strings.HasPrefix(name, p) {
+			if len(res.Target.RepoTags) > 0 {
+				return res.Target.RepoTags[0]
+			}
+			return "unknown/archive@" + res.Target.Digest
+		}
+	}
+	return name
+}
+
+// FindingForPolicy converts a scan finding into the policy's view.
+func FindingForPolicy(f *scan.Finding) policy.Finding {
+	out := policy.Finding{Package: f.Package.Name, Version: f.Package.Version, FixedVersions: f.FixedVersions}
+	if v := f.Vulnerability; v != nil {
+		out.ID, out.Aliases, out.Severity, out.KEV = v.ID, v.Aliases, v.Severity, v.KEV != nil
+		for _, c := range v.CVSS {
+			out.CVSS = max(out.CVSS, c.Score)
+		}
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulwark-security/bulwark/internal/k8s"
+	"github.com/bulwark-security/bulwark/internal/respond"
+)
+
+type respondFlags struct {
+	server, token, serverCA string
+	cluster                 string
+	interval                time.Duration
+	kubeconfig, kubeContext string
+	once                    bool
+}
+
+func (a *app) respondCmd() *cobra.Command {
+	f := &respondFlags{}
+	cmd := &cobra.Command{
+		Use:   "respond",
+		Short: "Perform response actions requested in central (in-cluster agent)",
+		Long: `Runs in the cluster and performs the response actions requested in central's
+console or API for this cluster: delete a pod, isolate it (a deny-all
+NetworkPolicy selecting only that pod), scale its workload to zero, cordon a
+node. It polls central (GET /api/v1/actions?cluster=NAME&state=pending) and
+reports each result, so the cluster needs no inbound port.
+
+Give it an agent token and the ServiceAccount bound to the minimal ClusterRole
+in deploy/respond-rbac.yaml. Actions are idempotent: one performed twice (a
+result report lost on the way) reports done with what it found.`,
+		Example: `  bulwark respond --server https://bulwark.example:8443 --token "$BULWARK_TOKEN" --cluster prod-eu
+
+  # one round from a laptop, with the current kubeconfig context
+  bulwark respond --server https://bulwark.example:8443 --server-ca ca.pem --cluster prod-eu --once`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.runRespond(ctx, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.server, "server", "", "central (https://host:8443)")
+	fl.StringVar(&f.token, "token", "", "agent API token for --server (env BULWARK_TOKEN)")
+	fl.StringVar(&f.serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
+	fl.StringVar(&f.cluster, "cluster", "", "this cluster's name, as in its alerts")
+	fl.DurationVar(&f.interval, "interval", 10*time.Second, "time between polls when nothing is pending")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+	fl.StringVar(&f.kubeContext, "context", "", "kubeconfig context")
+	fl.BoolVar(&f.once, "once", false, "poll once, perform what is pending and exit")
+	return cmd
+}
+
+func (a *app) runRespond(ctx context.Context, f *respondFlags) error {
+	switch {
+	case f.server == "":
+		return errors.New("--server is required")
+	case f.token == "":
+		return errors.New("--server needs --token (or BULWARK_TOKEN)")
+	case f.cluster == "":
+		return errors.New("--cluster is required")
+	case f.interval < time.Second:
+		return errors.New("--interval must be at least 1s")
+	}
+	hc, base, err := respondCentralClient(f.server, f.serverCA)
+	if err != nil {
+		return err
+	}
+	cfg, err := k8s.RESTConfig(f.kubeconfig, f.kubeContext)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	agent := &respond.Agent{
+		Central:  &respond.Client{BaseURL: base, Token: f.token, HTTP: hc},
+		Kube:     cs,
+		Cluster:  f.cluster,
+		Interval: f.interval,
+		Log:      a.log.With("cluster", f.cluster),
+	}
+	if f.once {
+		n, err := agent.Poll(ctx)
+		fmt.Fprintf(a.env.Stderr, "bulwark: %d action(s) performed and reported\n", n)
+		return err
+	}
+	a.log.Info("responder started", "server", base, "cluster", f.cluster, "interval", f.interval)
+	return agent.Run(ctx)
+}
+
+// respondCentralClient is an HTTP client for central's API: the certificate is
+// always verified (system roots or caFile), plain http only to loopback,
+// and redirects are not followed (they would carry the token elsewhere).
+func respondCentralClient(server, caFile string) (*http.Client, string, error) {
+	u, err := url.Parse(strings.TrimRight(server, "/"))
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, "", fmt.Errorf("--server must be an https:// URL")
+	}
+	if u.Scheme == "http" {
+		ip := net.ParseIP(u.Hostname())
+		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, "", fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--server-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, "", fmt.Errorf("--server-ca %s: no PEM certificate found", caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Transport: tr, Timeout: time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, u.String(), nil
+}

@@ -1,0 +1,482 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulwark-security/bulwark/internal/k8s"
+	"github.com/bulwark-security/bulwark/internal/rules"
+	"github.com/bulwark-security/bulwark/internal/sensor"
+	"github.com/bulwark-security/bulwark/internal/sensor/enrich"
+	"github.com/bulwark-security/bulwark/internal/sensor/intel"
+	"github.com/bulwark-security/bulwark/internal/sensor/probe"
+	"github.com/bulwark-security/bulwark/internal/sensor/spool"
+)
+
+type sensorFlags struct {
+	rules           []string
+	noDefaultRules  bool
+	output          string
+	events          string
+	server, token   string
+	ca              string
+	spoolDir        string
+	spoolMax        int64
+	metricsAddr     string
+	node, cluster   string
+	kubeconfig      string
+	kubeContext     string
+	noKube          bool
+	intel           []string
+	noDefaultIntel  bool
+	intelRefresh    time.Duration
+	dnsTimeout      time.Duration
+	listenLearn     time.Duration
+	allowListeners  []string
+	driftPrevent    []string
+	queueSize       int
+	ringBufferBytes uint32
+}
+
+func (a *app) sensorCmd() *cobra.Command {
+	f := &sensorFlags{}
+	cmd := &cobra.Command{
+		Use:   "sensor",
+		Short: "Watch this node's containers with eBPF and raise runtime alerts (root)",
+		Long: `Run the node sensor: eBPF programs report what processes do (exec, file
+writes and sensitive reads, connects, listeners, setuid, ptrace, namespaces,
+module loads, memfd executions, drift); each event is attributed to its
+container and pod, evaluated by the Falco-format rules (Bulwark's defaults plus
+--rules files) and by built-in detectors (threat-intel lists on connect,
+unusual listeners), and alerts go out as JSON lines (--output, stdout by
+default) and to central (--server) through a disk spool (--spool-dir) that
+survives outages and restarts.
+
+Every queue is bounded; drops are counted and exported on --metrics-addr
+(/metrics, Prometheus). Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)
+and a kernel with BTF.
+
+Pods: the sensor watches this node's pods through the Kubernetes API
+(in-cluster service account, or --kubeconfig) with a field selector on
+--node (env NODE_NAME in a DaemonSet); it needs get/list/watch on pods.
+
+Drift prevention: --drift-prevent SELECTOR kills, before it runs, any
+executable not in the image in matching containers (keys namespace, image,
+pod, container; '*' globs; several keys in one selector must all match).`,
+		Example: `  # alerts as JSON lines on stdout, default rules
+  sudo bulwark sensor
+
+  # in a DaemonSet: to central, with a spool, metrics and drift prevention in prod
+  bulwark sensor --server https://central:8443 --token $TOKEN --ca /etc/bulwark/ca.pem \
+    --spool-dir /var/lib/bulwark/spool --metrics-addr :9464 --node $NODE_NAME \
+    --drift-prevent namespace=prod --intel /etc/bulwark/tor-exits.txt
+
+  # run rules over recorded events (see 'bulwark sensor replay --help')
+  bulwark sensor replay --rules my-rules.yaml events.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runSensor(cmd.Context(), cmd, f, "") },
+	}
+	a.sensorFlags(cmd, f, true)
+	replay := &cobra.Command{
+		Use:   "replay FILE",
+		Short: "Run the rules and detectors over recorded events (JSON lines; - for stdin)",
+		Long: `Replay recorded events — one JSON object per line, the format --events
+writes — through the same pipeline as the live sensor: enrichment (when
+--kubeconfig is given), the rules, the built-in detectors and the outputs.
+Useful to test rules before deploying them, and in CI. Lines that do not
+decode are reported with their line number and skipped; the command fails
+(exit 2) when any line was bad.
+
+Event format (keys as Falco's fields):
+  {"time":"2026-11-27T10:00:00Z","type":"execve",
+   "proc":{"name":"bash","exepath":"/bin/bash","argv":["bash","-c","id"],"pid":42,"ppid":1},
+   "user":{"uid":0,"loginuid":-1,"gid":0},
+   "fd":{"name":"/etc/shadow","typechar":"f"},
+   "container":{"id":"3f9a…"},"k8s":{"ns":"prod","pod":"web-1"}}`,
+		Example: `  bulwark sensor replay --rules my-rules.yaml recorded.jsonl
+  bulwark sensor --events events.jsonl   # record (then Ctrl-C)
+  bulwark sensor replay --no-default-rules --rules team.yaml events.jsonl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runSensor(cmd.Context(), cmd, f, args[0]) },
+	}
+	a.sensorFlags(replay, f, false)
+	cmd.AddCommand(replay)
+	return cmd
+}
+
+func (a *app) sensorFlags(cmd *cobra.Command, f *sensorFlags, live bool) {
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.rules, "rules", nil, "Falco-format rules file (repeatable; applied after the defaults)")
+	fl.BoolVar(&f.noDefaultRules, "no-default-rules", false, "do not load Bulwark's default runtime rules")
+	fl.StringVarP(&f.output, "output", "o", "-", "write alerts as JSON lines to this file (- for stdout, empty for none)")
+	fl.StringVar(&f.events, "events", "", "also write every event as JSON lines to this file (- for stdout)")
+	fl.StringVar(&f.server, "server", "", "central's URL; alerts are posted to /api/v1/alerts")
+	fl.StringVar(&f.token, "token", "", "agent API token for --server")
+	fl.StringVar(&f.ca, "ca", "", "PEM CA certificate(s) to verify central's TLS certificate")
+	fl.StringVar(&f.spoolDir, "spool-dir", "/var/lib/bulwark/sensor-spool", "disk spool for alerts on their way to --server")
+	fl.Int64Var(&f.spoolMax, "spool-max-bytes", 256<<20, "size cap of the spool; beyond it new alerts are refused and counted")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. :9464)")
+	fl.StringVar(&f.node, "node", "", "this node's name (default: env NODE_NAME, then the host name)")
+	fl.StringVar(&f.cluster, "cluster", "", "cluster name carried by every alert")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for pod enrichment (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
+	fl.StringVar(&f.kubeContext, "kube-context", "", "kubeconfig context")
+	fl.BoolVar(&f.noKube, "no-kube", false, "do not attribute containers to pods through the Kubernetes API")
+	fl.StringSliceVar(&f.intel, "intel", nil, "threat-intel list: IPs, CIDRs, domains; plain, TOR exit list or CSV (repeatable)")
+	fl.BoolVar(&f.noDefaultIntel, "no-default-intel", false, "do not load the shipped mining-pool list")
+	fl.DurationVar(&f.intelRefresh, "intel-refresh", time.Hour, "re-read intel files and re-resolve their domains this often (0: never)")
+	fl.DurationVar(&f.dnsTimeout, "dns-timeout", 2*time.Second, "timeout per domain name resolution of intel lists")
+	fl.DurationVar(&f.listenLearn, "listen-learn", 10*time.Minute, "learn an image's listening ports this long after its first listen; later new ports alert")
+	fl.StringSliceVar(&f.allowListeners, "allow-listener", nil, "IMAGE-GLOB=PORT[,PORT] always allowed to listen (repeatable)")
+	fl.IntVar(&f.queueSize, "queue-size", 65536, "events queued between the ring buffer and the rules; beyond it events are dropped and counted")
+	if live {
+		fl.StringSliceVar(&f.driftPrevent, "drift-prevent", nil, "kill drift executions in containers matching namespace=G,image=G,pod=G,container=G (repeatable)")
+		fl.Uint32Var(&f.ringBufferBytes, "ring-buffer-bytes", 0, "BPF ring buffer size (power of two; default the probe's)")
+	}
+}
+
+// ruleVersion identifies the rule set: a hash of every file's bytes.
+func ruleVersion(files []rules.RuleFile) string {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s %d\n", f.Name, len(f.Data))
+		h.Write(f.Data)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags, replayFile string) error {
+	log := a.log
+	var files []rules.RuleFile
+	if !f.noDefaultRules {
+		d, err := rules.DefaultRuleFiles()
+		if err != nil {
+			return err
+		}
+		files = append(files, d...)
+	}
+	for _, p := range f.rules {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("--rules: %w", err)
+		}
+		files = append(files, rules.RuleFile{Name: p, Data: b})
+	}
+	if len(files) == 0 {
+		return errors.New("no rules: --no-default-rules needs at least one --rules file")
+	}
+	eng, err := rules.Compile(files)
+	if err != nil {
+		return err
+	}
+	for _, s := range eng.Skipped() {
+		log.Warn("rule skipped", "rule", s.Rule, "file", s.File, "line", s.Line, "why", s.Reason)
+	}
+	node := f.node
+	if node == "" {
+		node = a.env.Getenv("NODE_NAME")
+	}
+	if node == "" && replayFile == "" {
+		node, _ = os.Hostname()
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	counters := &sensor.Counters{}
+	cfg := sensor.Config{Engine: eng, RuleVersion: ruleVersion(files), Cluster: f.cluster, Node: node,
+		QueueSize: f.queueSize, Counters: counters, Log: log}
+
+	// Outputs.
+	closeAll := []func() error{}
+	defer func() {
+		for _, c := range closeAll {
+			c()
+		}
+	}()
+	open := func(path string) (io.Writer, error) {
+		if path == "-" {
+			return cmd.OutOrStdout(), nil
+		}
+		fh, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		closeAll = append(closeAll, fh.Close)
+		return fh, nil
+	}
+	if f.output != "" {
+		w, err := open(f.output)
+		if err != nil {
+			return fmt.Errorf("--output: %w", err)
+		}
+		cfg.Sinks = append(cfg.Sinks, &sensor.JSONLines{W: w, C: counters})
+	}
+	if f.events != "" {
+		w, err := open(f.events)
+		if err != nil {
+			return fmt.Errorf("--events: %w", err)
+		}
+		cfg.Events = w
+	}
+	var sp *spool.Spool
+	if f.server != "" {
+		client, base, err := sensorCentralClient(f.server, f.ca)
+		if err != nil {
+			return err
+		}
+		if f.token == "" {
+			return errors.New("--server needs --token (an agent token)")
+		}
+		sp, err = spool.Open(f.spoolDir, spool.Options{MaxBytes: f.spoolMax})
+		if err != nil {
+			return fmt.Errorf("--spool-dir: %w", err)
+		}
+		closeAll = append(closeAll, sp.Close)
+		if st := sp.Stats(); st.CorruptRecords > 0 {
+			log.Warn("spool: damaged records skipped", "records", st.CorruptRecords, "bytes", st.CorruptBytes)
+		}
+		cfg.Sinks = append(cfg.Sinks, &sensor.SpoolSink{Spool: sp, C: counters})
+		fw := &sensor.Forwarder{Spool: sp, URL: base, Token: f.token, Client: client, C: counters, Log: log}
+		fctx, fcancel := context.WithCancel(context.Background())
+		wg.Add(1)
+		go func() { defer wg.Done(); fw.Run(fctx) }()
+		// Stop forwarding when the command ends; in replay mode first give
+		// the forwarder a moment to drain what was just spooled.
+		closeAll = append([]func() error{func() error {
+			if replayFile != "" {
+				drainSpool(ctx, sp, 10*time.Second)
+			}
+			fcancel()
+			return nil
+		}}, closeAll...)
+	}
+
+	// Threat intel and listeners.
+	il := intel.NewLoader(f.intel, !f.noDefaultIntel, intel.BuildOptions{Resolver: intel.SystemResolver(), Timeout: f.dnsTimeout}, log)
+	if err := il.Refresh(ctx); err != nil {
+		return fmt.Errorf("--intel: %w", err)
+	}
+	if f.intelRefresh > 0 && replayFile == "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(f.intelRefresh)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := il.Refresh(ctx); err != nil {
+						log.Warn("intel refresh failed; keeping the previous lists", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	ld := &sensor.ListenerDetector{LearnFor: f.listenLearn}
+	if err := ld.ParseAllowListeners(f.allowListeners); err != nil {
+		return fmt.Errorf("--allow-listener: %w", err)
+	}
+	cfg.Detectors = []sensor.Detector{&sensor.IntelDetector{Sets: il.Current}, ld}
+
+	// Drift prevention selectors (the preventer is the probe, set below).
+	var prev *sensor.Prevention
+	if len(f.driftPrevent) > 0 {
+		prev = &sensor.Prevention{
+			OnError: func(id string, err error) { log.Error("drift prevention not enabled", "container", id, "err", err) },
+			OnEnable: func(id string, cg uint64) {
+				counters.Prevented.Add(1)
+				log.Info("drift prevention on", "container", id, "cgroup", cg)
+			},
+		}
+		for _, s := range f.driftPrevent {
+			sel, err := sensor.ParseSelector(s)
+			if err != nil {
+				return fmt.Errorf("--drift-prevent: %w", err)
+			}
+			prev.Selectors = append(prev.Selectors, sel)
+		}
+		cfg.Prevention = prev
+	}
+
+	// Enrichment.
+	var resolvers []enrich.Resolver
+	var kube *enrich.Kube
+	if !f.noKube {
+		rc, err := k8s.RESTConfig(f.kubeconfig, f.kubeContext)
+		switch {
+		case errors.Is(err, k8s.ErrNoConfig) && f.kubeconfig == "":
+			log.Info("no Kubernetes configuration: containers are not attributed to pods")
+		case err != nil:
+			return fmt.Errorf("--kubeconfig: %w", err)
+		default:
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("kubernetes client: %w", err)
+			}
+			kube = enrich.NewKube(cs, node, log)
+			resolvers = append(resolvers, kube)
+		}
+	}
+	en := enrich.New(enrich.Config{Resolvers: resolvers, Log: log, OnAttributed: func(id string, info *enrich.Info) {
+		if prev != nil {
+			prev.Consider(id, info)
+		}
+	}})
+	if kube != nil {
+		kube.OnChange = en.Invalidate
+		if err := kube.Start(ctx, 30*time.Second); err != nil {
+			return err
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); en.Run(ctx) }()
+	cfg.Enricher = en
+
+	s, err := sensor.New(cfg)
+	if err != nil {
+		return err
+	}
+	if f.metricsAddr != "" {
+		if err := serveMetrics(ctx, &wg, f.metricsAddr, counters, en, sp, log); err != nil {
+			return err
+		}
+	}
+
+	if replayFile != "" {
+		return a.replay(ctx, s, replayFile, cmd)
+	}
+	pcfg := probe.Config{Logger: log, RingBufferBytes: f.ringBufferBytes}
+	p, err := probe.Load(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("load the eBPF probe: %w", err)
+	}
+	defer p.Close()
+	if prev != nil {
+		prev.Preventer = p
+	}
+	log.Info("sensor running", "node", node, "rules", len(eng.Rules()), "skipped", len(eng.Skipped()))
+	return s.Run(ctx, p)
+}
+
+func (a *app) replay(ctx context.Context, s *sensor.Sensor, path string, cmd *cobra.Command) error {
+	var r io.Reader
+	if path == "-" {
+		r = cmd.InOrStdin()
+	} else {
+		fh, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer fh.Close()
+		r = fh
+	}
+	rp := &sensor.Replay{R: r, Name: path, OnError: func(line int, err error) {
+		fmt.Fprintf(a.env.Stderr, "%s:%d: %v\n", path, line, err)
+	}}
+	if err := s.Run(ctx, rp); err != nil {
+		return err
+	}
+	c := s.Counters()
+	fmt.Fprintf(a.env.Stderr, "replayed %d events (%d bad lines): %d alerts\n", rp.Events, rp.Bad, c.AlertsRaised.Load())
+	if rp.Bad > 0 {
+		return fmt.Errorf("replay %s: %d lines could not be decoded", path, rp.Bad)
+	}
+	return nil
+}
+
+// drainSpool waits (bounded) until the spool has nothing pending.
+func drainSpool(ctx context.Context, sp *spool.Spool, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		recs, _, err := sp.Read(1, 1)
+		if err != nil || len(recs) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func sensorCentralClient(server, caFile string) (*http.Client, string, error) {
+	u, err := url.Parse(strings.TrimRight(server, "/"))
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, "", fmt.Errorf("--server must be an https:// URL")
+	}
+	if u.Scheme == "http" {
+		ip := net.ParseIP(u.Hostname())
+		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, "", fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, "", fmt.Errorf("--ca %s: no PEM certificate found", caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, u.String(), nil
+}
+
+func serveMetrics(ctx context.Context, wg *sync.WaitGroup, addr string, c *sensor.Counters, en *enrich.Enricher, sp *spool.Spool, log interface {
+	Error(string, ...any)
+}) error {
+	reg := prometheus.NewRegistry()
+	gauges := map[string]func() float64{
+		"enrich_cached_containers":   func() float64 { return float64(en.Stats().Cached) },
+		"enrich_misses_total":        func() float64 { return float64(en.Stats().Misses) },
+		"enrich_queue_drops_total":   func() float64 { return float64(en.Stats().QueueDrops) },
+		"enrich_lookup_errors_total": func() float64 { return float64(en.Stats().LookupErrors) },
+	}
+	if sp != nil {
+		gauges["spool_bytes"] = func() float64 { return float64(sp.Stats().Bytes) }
+		gauges["spool_corrupt_records_total"] = func() float64 { return float64(sp.Stats().CorruptRecords) }
+	}
+	if err := c.Register(reg, gauges); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
+	return nil
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
+)
+
+// bulwark sensor replay over the sensor package's recorded events: real CLI
+// in-process, default rules, an intel list, a user rule file.
+func TestSensorReplay(t *testing.T) {
+	events := filepath.Join("..", "sensor", "testdata", "events.jsonl")
+	intelFile := filepath.Join("..", "sensor", "testdata", "intel.txt")
+	dir := t.TempDir()
+	userRules := filepath.Join(dir, "team.yaml")
+	os.WriteFile(userRules, []byte(`- rule: Listing in a container
+  desc: team rule
+  condition: evt.type = execve and proc.name = ls and container.id != host
+  output: ls ran (cmdline=%proc.cmdline container=%container.id)
+  priority: NOTICE
+  tags: [mitre_discovery, T1083]
+`), 0o600)
+	out := filepath.Join(dir, "alerts.jsonl")
+	r := run(t, "sensor", "replay", "--no-kube", "--no-default-intel", "--intel", intelFile, "--listen-learn", "0s",
+		"--rules", userRules, "--output", out, events)
+	r.want(t, ExitError) // the file has malformed lines on purpose
+	if !strings.Contains(r.stderr, "events.jsonl:11: bad event: unknown event type") || !strings.Contains(r.stderr, "replayed 8 events (5 bad lines): 8 alerts") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rulesSeen []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var a alerts.Alert
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Validate(); err != nil {
+			t.Error(err)
+		}
+		if a.RuleVersion == "" || a.RuleVersion == "builtin" && !strings.HasPrefix(a.Rule, "Connection to threat") && !strings.HasPrefix(a.Rule, "Unusual") {
+			t.Errorf("%s: rule version %q", a.Rule, a.RuleVersion)
+		}
+		rulesSeen = append(rulesSeen, a.Rule)
+	}
+	sort.Strings(rulesSeen)
+	want := []string{"Cloud metadata service contacted", "Connection to threat-intel indicator", "Drift - executable not in image",
+		"Listing in a container", "Reverse shell", "Shadow file accessed", "Test alert", "Unusual listening port"}
+	if diff := cmp.Diff(want, rulesSeen); diff != "" {
+		t.Errorf("alerts (-want +got):\n%s", diff)
+	}
+
+	// A clean file exits 0; alerts go to stdout by default.
+	clean := filepath.Join(dir, "clean.jsonl")
+	src, _ := os.ReadFile(events)
+	var keep []string
+	for _, l := range strings.Split(string(src), "\n") {
+		if strings.HasPrefix(l, `{"time"`) && !strings.Contains(l, "nosuchcall") && !strings.Contains(l, "not-an-ip") && !strings.Contains(l, "colour") {
+			keep = append(keep, l)
+		}
+	}
+	os.WriteFile(clean, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
+	r = run(t, "sensor", "replay", "--no-kube", "--no-default-intel", clean).want(t, ExitOK)
+	if n := strings.Count(r.stdout, `"source":"sensor"`); n != 5 {
+		t.Errorf("want 5 alerts on stdout (no intel, listener learning), got %d:\n%s", n, r.stdout)
+	}
+}
+
+func TestSensorFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"sensor", "replay", "--no-kube", "--no-default-rules", "x.jsonl"}, "no rules"},
+		{[]string{"sensor", "replay", "--no-kube", "--intel", "/nonexistent", "x.jsonl"}, "--intel"},
+		{[]string{"sensor", "replay", "--no-kube", "--allow-listener", "nginx", "x.jsonl"}, "--allow-listener"},
+		{[]string{"sensor", "replay", "--no-kube", "--server", "http://example.com", "--token", "t", "x.jsonl"}, "plain HTTP"},
+		{[]string{"sensor", "replay", "--no-kube", "--server", "https://example.com", "x.jsonl"}, "--token"},
+		{[]string{"sensor", "--no-kube", "--drift-prevent", "colour=red"}, "--drift-prevent"},
+	} {
+		r := run(t, tc.args...).want(t, ExitError)
+		if !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("%v: stderr %q lacks %q", tc.args, r.stderr, tc.msg)
+		}
+	}
+	r := run(t, "sensor", "--help").want(t, ExitOK)
+	for _, s := range []string{"--drift-prevent", "--spool-dir", "--metrics-addr", "sensor replay"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("--help lacks %s", s)
+		}
+	}
+}
+
+// Flags come from the environment and the YAML file like every command's.
+func TestSensorConfigSources(t *testing.T) {
+	r := runWith(t, runOpts{env: map[string]string{"BULWARK_NO_KUBE": "true", "BULWARK_NO_DEFAULT_RULES": "true"}},
+		"sensor", "replay", "x.jsonl").want(t, ExitError)
+	if !strings.Contains(r.stderr, "no rules") {
+		t.Errorf("env not applied: %s", r.stderr)
+	}
+	cfg := filepath.Join(t.TempDir(), "bulwark.yaml")
+	os.WriteFile(cfg, []byte("sensor:\n  no-kube: true\n  allow-listener: [\"nginx\"]\n"), 0o600)
+	r = run(t, "--config", cfg, "sensor", "replay", "x.jsonl").want(t, ExitError)
+	if !strings.Contains(r.stderr, "--allow-listener") {
+		t.Errorf("YAML not applied: %s", r.stderr)
+	}
+}

@@ -1,0 +1,338 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bulwark-security/bulwark/internal/store"
+)
+
+// DispatcherOptions tune the delivery workers.
+type DispatcherOptions struct {
+	// Worker names this process in leases (default host:pid).
+	Worker string
+	// Poll is how often an idle export looks for new records (default 1s;
+	// Nudge wakes them sooner).
+	Poll time.Duration
+	// Refresh is how often the export list is re-read (default 5s).
+	Refresh time.Duration
+	// LeaseFor is the least lease of a batch (default 1m; always at least
+	// the export's timeout plus 5s, so a slow delivery is not taken over).
+	LeaseFor time.Duration
+	// DeadRetention is how long dead letters are kept (default 30 days);
+	// older ones are purged hourly.
+	DeadRetention time.Duration
+	// Deps are passed to New.
+	Deps Deps
+	// Build overrides New (tests).
+	Build func(*Config, Deps) (Exporter, error)
+}
+
+// Dispatcher runs one delivery worker per enabled export.
+type Dispatcher struct {
+	st   *store.Store
+	opts DispatcherOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	workers map[int64]*worker
+	wake    chan struct{}
+}
+
+// NewDispatcher prepares the delivery workers; Run runs them.
+func NewDispatcher(st *store.Store, opts DispatcherOptions) *Dispatcher {
+	if opts.Worker == "" {
+		h, _ := os.Hostname()
+		opts.Worker = h + ":" + strconv.Itoa(os.Getpid())
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Refresh <= 0 {
+		opts.Refresh = 5 * time.Second
+	}
+	if opts.LeaseFor <= 0 {
+		opts.LeaseFor = time.Minute
+	}
+	if opts.Build == nil {
+		opts.Build = New
+	}
+	if opts.DeadRetention <= 0 {
+		opts.DeadRetention = 30 * 24 * time.Hour
+	}
+	log := opts.Deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{st: st, opts: opts, log: log, workers: map[int64]*worker{}, wake: make(chan struct{}, 1)}
+}
+
+// Nudge tells idle workers that records were queued.
+func (d *Dispatcher) Nudge() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.workers {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// worker delivers one export's records.
+type worker struct {
+	id      int64
+	version int64
+	cfg     *Config
+	exp     Exporter
+	wake    chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// Run delivers until ctx ends, then stops the workers (a batch in flight
+// is given back to the queue without counting an attempt).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	defer d.stopAll()
+	t := time.NewTicker(d.opts.Refresh)
+	defer t.Stop()
+	var lastPurge time.Time
+	for {
+		if err := d.refresh(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("export: read the export list", "err", err)
+		}
+		if time.Since(lastPurge) > time.Hour {
+			lastPurge = time.Now()
+			if n, err := d.st.PurgeDeadExports(ctx, time.Now().Add(-d.opts.DeadRetention)); err != nil && ctx.Err() == nil {
+				d.log.Warn("export: purge old dead letters", "err", err)
+			} else if n > 0 {
+				d.log.Info("export: purged old dead letters", "count", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// refresh starts workers for new or changed exports and stops those of
+// removed or disabled ones.
+func (d *Dispatcher) refresh(ctx context.Context) error {
+	exps, err := d.st.ListExportsForDelivery(ctx)
+	if err != nil {
+		return err
+	}
+	seen := map[int64]bool{}
+	for i := range exps {
+		e := &exps[i]
+		seen[e.ID] = true
+		d.mu.Lock()
+		w := d.workers[e.ID]
+		d.mu.Unlock()
+		if w != nil && w.version == e.Version {
+			continue
+		}
+		if w != nil {
+			d.stopWorker(w)
+		}
+		cfg, err := FromStore(e)
+		if err == nil {
+			err = cfg.Normalize()
+		}
+		var exp Exporter
+		if err == nil {
+			exp, err = d.opts.Build(cfg, d.opts.Deps)
+		}
+		if err != nil {
+			d.log.Error("export: cannot build exporter; its records wait", "export", e.Name, "err", err)
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w = &worker{id: e.ID, version: e.Version, cfg: cfg, exp: exp, wake: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
+		d.mu.Lock()
+		d.workers[e.ID] = w
+		d.mu.Unlock()
+		go d.runWorker(wctx, w)
+	}
+	d.mu.Lock()
+	var gone []*worker
+	for id, w := range d.workers {
+		if !seen[id] {
+			gone = append(gone, w)
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range gone {
+		d.stopWorker(w)
+	}
+	return nil
+}
+
+func (d *Dispatcher) stopWorker(w *worker) {
+	w.stop()
+	<-w.done
+	if c, ok := w.exp.(io.Closer); ok {
+		_ = c.Close()
+	}
+	d.mu.Lock()
+	if d.workers[w.id] == w {
+		delete(d.workers, w.id)
+	}
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) stopAll() {
+	d.mu.Lock()
+	ws := make([]*worker, 0, len(d.workers))
+	for _, w := range d.workers {
+		ws = append(ws, w)
+	}
+	d.mu.Unlock()
+	for _, w := range ws {
+		d.stopWorker(w)
+	}
+}
+
+func (d *Dispatcher) runWorker(ctx context.Context, w *worker) {
+	defer close(w.done)
+	leaseFor := max(d.opts.LeaseFor, time.Duration(w.cfg.Timeout)+5*time.Second)
+	for ctx.Err() == nil {
+		wait, err := d.deliverOnce(ctx, w, leaseFor)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("export: delivery", "export", w.cfg.Name, "err", err)
+		}
+		if wait <= 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-w.wake:
+		}
+		t.Stop()
+	}
+}
+
+// deliverOnce leases and delivers one batch; it returns how long to wait
+// before the next (0: go on at once).
+func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.Duration) (time.Duration, error) {
+	recs, lease, err := d.st.LeaseExportBatch(ctx, w.id, d.opts.Worker, w.cfg.BatchSize, leaseFor)
+	if err != nil {
+		return d.opts.Poll, err
+	}
+	if len(recs) == 0 {
+		// Nothing due, or the export is backing off: look again later.
+		if e, err := d.st.GetExport(ctx, w.id); err == nil && !e.RetryAt.IsZero() {
+			if until := time.Until(e.RetryAt); until > 0 {
+				return min(until, d.opts.Poll*10), nil
+			}
+		}
+		return d.opts.Poll, nil
+	}
+	out := DeliverBatch(ctx, w.exp, recs, time.Duration(w.cfg.Timeout))
+	if ctx.Err() != nil && len(out.Done) == 0 {
+		// Shutting down mid-delivery: give the batch back unchanged.
+		return 0, d.st.ReleaseExportBatch(context.WithoutCancel(ctx), lease)
+	}
+	out.MaxAge = time.Duration(w.cfg.MaxAge)
+	retryAt, err := d.st.FinishExportBatch(context.WithoutCancel(ctx), lease, out)
+	if err != nil {
+		return d.opts.Poll, err
+	}
+	if len(out.Retry) > 0 {
+		d.log.Warn("export: delivery failed; retrying after a backoff", "export", w.cfg.Name, "records", len(out.Retry),
+			"retry_at", retryAt, "err", out.Err)
+		return time.Until(retryAt), nil
+	}
+	if len(out.Dead) > 0 {
+		d.log.Error("export: records refused for good (dead letters)", "export", w.cfg.Name, "records", len(out.Dead), "err", out.Err)
+	}
+	return 0, nil
+}
+
+// DeliverBatch decodes leased records, delivers them within timeout and
+// classifies the outcome per record (for the store's FinishExportBatch).
+func DeliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord, timeout time.Duration) store.OutboxOutcome {
+	var out store.OutboxOutcome
+	recs := make([]Record, 0, len(leased))
+	ids := make([]int64, 0, len(leased))
+	for _, l := range leased {
+		r, err := decodeRecord(l.Payload)
+		if err != nil {
+			out.Dead = append(out.Dead, l.ID)
+			out.Err = err.Error()
+			continue
+		}
+		recs = append(recs, r)
+		ids = append(ids, l.ID)
+	}
+	if len(recs) == 0 {
+		return out
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	err := exp.Deliver(dctx, recs)
+	cancel()
+	if err == nil {
+		out.Done = append(out.Done, ids...)
+		return out
+	}
+	var be *BatchError
+	if errors.As(err, &be) && len(be.Errs) == len(recs) {
+		for i, e := range be.Errs {
+			switch {
+			case e == nil:
+				out.Done = append(out.Done, ids[i])
+			case errors.Is(e, ErrPermanent):
+				out.Dead = append(out.Dead, ids[i])
+				out.Err = cut(e.Error(), 1000)
+			default:
+				out.Retry = append(out.Retry, ids[i])
+				if !errors.Is(e, errNotAttempted) || out.Err == "" {
+					out.Err = cut(e.Error(), 1000)
+				}
+			}
+		}
+		return out
+	}
+	out.Err = cut(err.Error(), 1000)
+	if errors.Is(err, ErrPermanent) {
+		out.Dead = ids
+	} else {
+		out.Retry = ids
+	}
+	return out
+}
+
+// Test delivers one synthetic record through an export now, without the
+// outbox (POST /api/v1/exports/{id}/test): the receiver's answer, or nil.
+func Test(ctx context.Context, c *Config, deps Deps) error {
+	exp, err := New(c, deps)
+	if err != nil {
+		return err
+	}
+	if cl, ok := exp.(io.Closer); ok {
+		defer cl.Close()
+	}
+	r := testRecord(deps)
+	dctx, cancel := context.WithTimeout(ctx, time.Duration(c.Timeout))
+	defer cancel()
+	if err := exp.Deliver(dctx, []Record{r}); err != nil {
+		return fmt.Errorf("test delivery to %s: %w", c.Name, err)
+	}
+	return nil
+}

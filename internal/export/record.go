@@ -1,0 +1,87 @@
+package export
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/store"
+)
+
+// Record is one thing to export: an alert (the ingest contract's shape)
+// tagged with its kind. Scan findings and posture results use the same
+// fields (source scanner or posture, the rule naming the check or the
+// vulnerability, the evidence holding the details), so every receiver
+// needs one mapping only.
+type Record struct {
+	// Kind is alert, finding or posture.
+	Kind string `json:"kind"`
+	alerts.Alert
+}
+
+// Key is the record's idempotency key (the alert's id).
+func (r *Record) Key() string { return r.ID }
+
+// Fingerprint is the grouping key (Kafka message key).
+func (r *Record) Fingerprint() string { return r.EffectiveFingerprint() }
+
+// decodeRecord reads an outbox payload.
+func decodeRecord(b []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode record: %w", err)
+	}
+	if r.ID == "" {
+		return r, errors.New("decode record: no id")
+	}
+	if r.Kind == "" {
+		r.Kind = store.ExportKindAlert
+	}
+	return r, nil
+}
+
+// FindingItem makes the outbox item of a vulnerability finding (kind
+// finding, source scanner): for example a CISA KEV vulnerability newly
+// found in a stored image. key must identify the finding (image digest and
+// vulnerability id), so it is exported once.
+func FindingItem(key string, at time.Time, sev alerts.Severity, vulnID, pkg, image, digest, title string, evidence json.RawMessage) (store.ExportItem, error) {
+	r := Record{Kind: store.ExportKindFinding, Alert: alerts.Alert{
+		ID: key, Time: at.UTC(), Source: alerts.SourceScanner, Rule: vulnID, Severity: sev,
+		Title: title, Image: image, ImageDigest: digest, Evidence: evidence,
+		Fingerprint: digest + "/" + vulnID + "/" + pkg,
+	}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return store.ExportItem{}, fmt.Errorf("finding item %s: %w", key, err)
+	}
+	return store.ExportItem{Kind: store.ExportKindFinding, Key: key, Source: string(alerts.SourceScanner), Severity: sev, Payload: b}, nil
+}
+
+// sanitizeKey makes a record id safe in a header or a URL path segment
+// (ids are validated by the ingest; findings' keys are built here).
+func sanitizeKey(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// testRecord is the synthetic alert of a test delivery.
+func testRecord(deps Deps) Record {
+	now := time.Now
+	if deps.Now != nil {
+		now = deps.Now
+	}
+	t := now().UTC()
+	return Record{Kind: store.ExportKindAlert, Alert: alerts.Alert{
+		ID: "bulwark-test-" + strconv.FormatInt(t.UnixNano(), 36), Time: t, Source: alerts.SourceSensor,
+		Rule: "Bulwark export test", Severity: alerts.SeverityInfo,
+		Title: "Test delivery from Bulwark central: the export works", Evidence: json.RawMessage(`{"test":true}`),
+	}}
+}

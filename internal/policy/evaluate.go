@@ -1,0 +1,731 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bulwark-security/bulwark/internal/celeval"
+	"github.com/bulwark-security/bulwark/internal/posture"
+	"github.com/bulwark-security/bulwark/internal/vulndb"
+)
+
+// Set is a loaded set of policies, safe for concurrent use. Replace it
+// whole on reload.
+type Set struct {
+	policies []*Policy
+	version  string
+	posture  []*posture.Evaluator
+	controls map[string]*posture.Control
+}
+
+func newSet(ps []*Policy, version string) (*Set, error) {
+	s := &Set{policies: ps, version: version, controls: map[string]*posture.Control{}}
+	idx := map[postureKey]int{}
+	for _, p := range ps {
+		if p.postureKey == nil {
+			continue
+		}
+		i, ok := idx[*p.postureKey]
+		if !ok {
+			ev, err := posture.New(p.postureKey.config())
+			if err != nil {
+				return nil, fmt.Errorf("policy %s: %w", p.Name, err)
+			}
+			i = len(s.posture)
+			idx[*p.postureKey] = i
+			s.posture = append(s.posture, ev)
+			cs := ev.Controls()
+			for ci := range cs {
+				if _, ok := s.controls[cs[ci].ID]; !ok {
+					s.controls[cs[ci].ID] = &cs[ci]
+				}
+			}
+		}
+		p.posture = i
+	}
+	return s, nil
+}
+
+// Policies lists the loaded policies by name.
+func (s *Set) Policies() []*Policy { return s.policies }
+
+// Version identifies the policy text (a hash of every source), recorded
+// with decisions so a verdict can be traced to the policies that made it.
+func (s *Set) Version() string { return s.version }
+
+// Verdict is the outcome of a decision.
+type Verdict string
+
+const (
+	VerdictAllow Verdict = "allow"
+	// VerdictAudit admits; violations of audit-mode policies were recorded.
+	VerdictAudit Verdict = "audit"
+	// VerdictWarn admits with warnings shown to the client.
+	VerdictWarn Verdict = "warn"
+	VerdictDeny Verdict = "deny"
+)
+
+// Violation is one rule a request breaks: which policy and rule, which
+// container and image, which finding, and how to fix it.
+type Violation struct {
+	Policy    string          `json:"policy"`
+	Mode      Mode            `json:"mode"`
+	Rule      string          `json:"rule"`
+	Container string          `json:"container,omitempty"`
+	Image     string          `json:"image,omitempty"`
+	Digest    string          `json:"digest,omitempty"`
+	Finding   string          `json:"finding,omitempty"` // vulnerability id, control id, tag...
+	Severity  vulndb.Severity `json:"severity,omitempty"`
+	Message   string          `json:"message"`
+	Fix       string          `json:"fix,omitempty"`
+	// Exemption is the reason of the exemption that lifted it (in
+	// Decision.Exempted only).
+	Exemption string `json:"exemption,omitempty"`
+}
+
+// Decision is the verdict on one request and its reasons.
+type Decision struct {
+	Allowed    bool        `json:"allowed"`
+	Verdict    Verdict     `json:"verdict"`
+	Violations []Violation `json:"violations,omitempty"`
+	Exempted   []Violation `json:"exempted,omitempty"`
+	// Notes are things the client should know that are not violations
+	// (an image admitted because central was unreachable and the failure
+	// policy is open).
+	Notes []string `json:"notes,omitempty"`
+	// Policies are the policies whose scope matched.
+	Policies      []string `json:"policies,omitempty"`
+	PolicyVersion string   `json:"policyVersion"`
+}
+
+// maxListed bounds the violations a message lists; the decision keeps all.
+const maxListed = 20
+
+// Message is the denial message: every deny-mode violation, one per line,
+// with its fix.
+func (d *Decision) Message(what string) string {
+	var b strings.Builder
+	var deny []Violation
+	for _, v := range d.Violations {
+		if v.Mode == ModeDeny {
+			deny = append(deny, v)
+		}
+	}
+	pols := map[string]bool{}
+	var names []string
+	for _, v := range deny {
+		if !pols[v.Policy] {
+			pols[v.Policy] = true
+			names = append(names, v.Policy)
+		}
+	}
+	fmt.Fprintf(&b, "Bulwark denied %s (policy %s): %d violation(s)", what, strings.Join(names, ", "), len(deny))
+	for i, v := range deny {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n- ... and %d more (see the decision log)", len(deny)-maxListed)
+			break
+		}
+		b.WriteString("\n- ")
+		b.WriteString(v.Line())
+	}
+	return b.String()
+}
+
+// Line renders one violation: "[policy/rule] container "x" (image): message; fix: ...".
+func (v *Violation) Line() string {
+	var b strings.Builder
+	b.WriteString("[" + v.Policy + "/" + v.Rule)
+	if v.Finding != "" && v.Rule != RuleVulnerabilities && v.Finding != v.Rule {
+		b.WriteString(" " + v.Finding)
+	}
+	b.WriteString("] ")
+	if v.Container != "" {
+		b.WriteString("container " + strconv.Quote(v.Container))
+		if v.Image != "" {
+			b.WriteString(" image " + v.Image)
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(v.Message)
+	if v.Fix != "" {
+		b.WriteString(" — fix: " + v.Fix)
+	}
+	return b.String()
+}
+
+// Warnings are the lines shown to the client when it is admitted: warn-mode
+// violations and notes.
+func (d *Decision) Warnings() []string {
+	var out []string
+	for _, v := range d.Violations {
+		if v.Mode == ModeWarn {
+			out = append(out, v.Line())
+		}
+	}
+	return append(out, d.Notes...)
+}
+
+// evaluation is the state of one Evaluate call, shared by the policies.
+type evaluation struct {
+	set     *Set
+	req     *Request
+	spec    *corev1.PodSpec
+	labels  map[string]string
+	conts   []container
+	posture []*posture.Report
+	parsed  [][]failure
+	images  map[string]imageAnswer
+	celVars *celeval.Vars
+	celErr  error
+}
+
+type imageAnswer struct {
+	rep *ImageReport
+	err error
+}
+
+// Evaluate judges req against every policy in scope. It never fails: a
+// rule that cannot be evaluated is itself a violation (or, for image
+// lookups under FailOpen, a note), so nothing is silently allowed.
+func (s *Set) Evaluate(ctx context.Context, req *Request) Decision {
+	d := Decision{Allowed: true, Verdict: VerdictAllow, PolicyVersion: s.version}
+	ev := &evaluation{set: s, req: req, posture: make([]*posture.Report, len(s.posture)), images: map[string]imageAnswer{}}
+	if req.Object != nil {
+		_, spec := podSpec(req.Object)
+		ev.spec, ev.conts = spec, containers(spec)
+		if m, ok := req.Object.(interface{ GetLabels() map[string]string }); ok {
+			ev.labels = m.GetLabels()
+		}
+	}
+	name := req.Name
+	if name == "" {
+		if m, ok := req.Object.(interface{ GetGenerateName() string }); ok {
+			name = m.GetGenerateName()
+		}
+	}
+	for _, p := range s.policies {
+		if !p.inScope(req, ev.labels) {
+			continue
+		}
+		d.Policies = append(d.Policies, p.Name)
+		for _, v := range p.evaluate(ctx, ev, &d) {
+			v.Policy, v.Mode = p.Name, p.Mode
+			if x := p.exemption(req.Namespace, req.Kind, name, ev.labels, &v); x != nil {
+				v.Exemption = x.Reason
+				d.Exempted = append(d.Exempted, v)
+				continue
+			}
+			d.Violations = append(d.Violations, v)
+		}
+	}
+	for _, v := range d.Violations {
+		switch {
+		case v.Mode == ModeDeny:
+			d.Verdict, d.Allowed = VerdictDeny, false
+		case v.Mode == ModeWarn && d.Verdict != VerdictDeny:
+			d.Verdict = VerdictWarn
+		case v.Mode == ModeAudit && d.Verdict == VerdictAllow:
+			d.Verdict = VerdictAudit
+		}
+	}
+	return d
+}
+
+func (p *Policy) inScope(req *Request, labels map[string]string) bool {
+	sc := &p.scope
+	switch req.Operation {
+	case "CONNECT":
+		if p.connect == nil || (len(sc.operations) > 0 && !sc.operations["CONNECT"]) {
+			return false
+		}
+	case "CREATE", "UPDATE":
+		if len(sc.operations) > 0 && !sc.operations[req.Operation] {
+			return false
+		}
+		if len(sc.kinds) > 0 && !sc.kinds[req.Kind] {
+			return false
+		}
+	default:
+		return false
+	}
+	if len(sc.namespaces) > 0 && !anyGlob(sc.namespaces, req.Namespace) {
+		return false
+	}
+	if anyGlob(sc.excludeNamespaces, req.Namespace) {
+		return false
+	}
+	if sc.namespaceSelector != nil && req.NamespaceObject != nil && !sc.namespaceSelector.matches(req.NamespaceObject.Labels) {
+		return false
+	}
+	if sc.objectSelector != nil && req.Operation != "CONNECT" && !sc.objectSelector.matches(labels) {
+		return false
+	}
+	return true
+}
+
+func anyGlob(patterns []string, s string) bool {
+	for _, g := range patterns {
+		if ok, _ := path.Match(g, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) exemption(ns, kind, name string, labels map[string]string, v *Violation) *Exemption {
+	for i := range p.exemptions {
+		x := &p.exemptions[i]
+		if x.matchesObject(ns, kind, name, labels) && x.covers(v) {
+			return x
+		}
+	}
+	return nil
+}
+
+func (p *Policy) evaluate(ctx context.Context, ev *evaluation, d *Decision) []Violation {
+	req := ev.req
+	if req.Operation == "CONNECT" {
+		return p.evalConnect(req)
+	}
+	var out []Violation
+	if p.vuln != nil {
+		out = append(out, p.evalVuln(ctx, ev, d)...)
+	}
+	if p.config != nil || p.prov != nil {
+		out = append(out, p.evalPosture(ctx, ev)...)
+	}
+	if p.prov != nil && len(p.prov.mutableTags) > 0 {
+		out = append(out, p.evalMutableTags(ev)...)
+	}
+	if req.ImageRulesOnly {
+		return out
+	}
+	for i := range p.cel {
+		if v, bad := p.cel[i].eval(ctx, ev); bad {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (p *Policy) evalConnect(req *Request) []Violation {
+	r := p.connect
+	if !r.deny[req.SubResource] {
+		return nil
+	}
+	if anyGlob(r.allowUsers, req.User.Username) {
+		return nil
+	}
+	for _, g := range req.User.Groups {
+		if anyGlob(r.allowGroups, g) {
+			return nil
+		}
+	}
+	return []Violation{{Rule: RuleConnect, Finding: "pods/" + req.SubResource, Severity: vulndb.SeverityHigh,
+		Message: fmt.Sprintf("%s into pod %s/%s by %s is not allowed", req.SubResource, req.Namespace, req.Name, req.User.Username),
+		Fix:     "use a break-glass identity listed in connect.allowUsers/allowGroups, or debug through logs and metrics"}}
+}
+
+// image looks a reference up once per request, however many policies ask.
+func (ev *evaluation) image(ctx context.Context, ref string) imageAnswer {
+	if a, ok := ev.images[ref]; ok {
+		return a
+	}
+	var a imageAnswer
+	if ev.req.Images == nil {
+		a.err = fmt.Errorf("no source of image findings (central) configured")
+	} else {
+		a.rep, a.err = ev.req.Images.ImageFindings(ctx, ref)
+		if a.err == nil && a.rep == nil {
+			a.rep = &ImageReport{Ref: ref}
+		}
+	}
+	ev.images[ref] = a
+	return a
+}
+
+// maxFindingsPerImage bounds the violations one image yields; the rest are
+// summarised in one more.
+const maxFindingsPerImage = 10
+
+func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Violation {
+	r := p.vuln
+	var out []Violation
+	seen := map[string]bool{}
+	// Containers running the same image share its verdict.
+	perImage := map[string][]Violation{}
+	now := time.Now()
+	for _, c := range ev.conts {
+		if c.Image == "" {
+			continue
+		}
+		a := ev.image(ctx, c.Image)
+		if a.err != nil {
+			if ev.req.FailOpen {
+				note := fmt.Sprintf("image %s admitted without a vulnerability verdict (fail-open): %v", c.Image, a.err)
+				if !seen["note:"+c.Image] {
+					d.Notes = appendOnce(d.Notes, note)
+				}
+				seen["note:"+c.Image] = true
+				continue
+			}
+			out = append(out, Violation{Rule: RuleVulnerabilities, Container: c.Name, Image: c.Image, Finding: "unavailable",
+				Message: fmt.Sprintf("the image's vulnerabilities could not be checked (%v); the failure policy is fail-closed", a.err),
+				Fix:     "retry when central is reachable; an administrator can switch the webhook to fail-open"})
+			continue
+		}
+		rep := a.rep
+		if !rep.Scanned && r.unscanned == UnscannedScan {
+			if sc, ok := ev.req.Images.(Scanner); ok {
+				sctx, cancel := context.WithTimeout(ctx, r.scanTimeout)
+				got, err := sc.ScanImage(sctx, c.Image)
+				cancel()
+				if err == nil && got != nil && got.Scanned {
+					rep = got
+					ev.images[c.Image] = imageAnswer{rep: got}
+				}
+			}
+		}
+		if !rep.Scanned {
+			if r.unscanned == UnscannedAllow {
+				continue
+			}
+			msg := "the image has never been scanned by Bulwark"
+			if r.unscanned == UnscannedScan {
+				msg = fmt.Sprintf("the image has never been scanned and no scan finished within %s", r.scanTimeout)
+			}
+			out = append(out, Violation{Rule: RuleUnscanned, Container: c.Name, Image: c.Image, Digest: rep.Digest, Finding: "unscanned",
+				Message: msg, Fix: "scan it first: bulwark scan image --server URL " + c.Image})
+			continue
+		}
+		bad, ok := perImage[c.Image]
+		if !ok {
+			for i := range rep.Findings {
+				f := &rep.Findings[i]
+				why := r.violates(f, now)
+				if why == "" {
+					continue
+				}
+				bad = append(bad, Violation{Rule: RuleVulnerabilities, Image: c.Image, Digest: rep.Digest,
+					Finding: f.ID, Severity: f.Severity, Message: findingText(f, why), Fix: fixText(f)})
+			}
+			perImage[c.Image] = bad
+		}
+		bad = slices.Clone(bad)
+		for i := range bad {
+			bad[i].Container = c.Name
+		}
+		sort.SliceStable(bad, func(i, j int) bool {
+			if bad[i].Severity != bad[j].Severity {
+				return bad[i].Severity > bad[j].Severity
+			}
+			return bad[i].Finding < bad[j].Finding
+		})
+		if len(bad) > maxFindingsPerImage {
+			more := len(bad) - maxFindingsPerImage
+			bad = append(bad[:maxFindingsPerImage], Violation{Rule: RuleVulnerabilities, Container: c.Name, Image: c.Image, Digest: rep.Digest,
+				Finding: "more", Severity: bad[maxFindingsPerImage].Severity,
+				Message: fmt.Sprintf("and %d more findings over the policy's limits", more), Fix: "rebuild the image on an updated base"})
+		}
+		out = append(out, bad...)
+	}
+	return out
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// violates returns why a finding breaks the rule, or "". It runs for
+// every finding of every image under every vulnerability policy: no
+// allocation on the common path.
+func (r *vulnRule) violates(f *Finding, now time.Time) string {
+	if len(r.exceptions) > 0 && (r.excepted(f.ID, now) || slices.ContainsFunc(f.Aliases, func(id string) bool { return r.excepted(id, now) })) {
+		return ""
+	}
+	if len(r.deny) > 0 && (r.deny[f.ID] || slices.ContainsFunc(f.Aliases, func(id string) bool { return r.deny[id] })) {
+		return "denied by id"
+	}
+	if r.knownExploited && f.KEV {
+		return "known exploited (CISA KEV)"
+	}
+	if r.fixableOnly && len(f.FixedVersions) == 0 {
+		return ""
+	}
+	if !r.severitySet && r.minCVSS == 0 {
+		return ""
+	}
+	if r.severitySet && f.Severity <= r.maxSeverity {
+		return ""
+	}
+	if r.minCVSS > 0 && f.CVSS < r.minCVSS {
+		return ""
+	}
+	switch {
+	case r.severitySet && r.minCVSS > 0:
+		return fmt.Sprintf("above %s with CVSS ≥ %.1f", sevWord(r.maxSeverity), r.minCVSS)
+	case r.severitySet:
+		return "above the allowed " + sevWord(r.maxSeverity)
+	}
+	return fmt.Sprintf("CVSS ≥ %.1f", r.minCVSS)
+}
+
+func (r *vulnRule) excepted(id string, now time.Time) bool {
+	x, ok := r.exceptions[id]
+	return ok && (x.expires.IsZero() || now.Before(x.expires))
+}
+
+func sevWord(s vulndb.Severity) string {
+	if s == vulndb.SeverityUnknown {
+		return "none"
+	}
+	return strings.ToLower(s.String())
+}
+
+func findingText(f *Finding, why string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s", f.ID, f.Severity)
+	if f.CVSS > 0 {
+		fmt.Fprintf(&b, ", CVSS %.1f", f.CVSS)
+	}
+	if f.KEV {
+		b.WriteString(", known exploited")
+	}
+	fmt.Fprintf(&b, ") in %s %s: %s", f.Package, f.Version, why)
+	return b.String()
+}
+
+func fixText(f *Finding) string {
+	if len(f.FixedVersions) > 0 {
+		return fmt.Sprintf("upgrade %s to %s or later and rebuild the image", f.Package, f.FixedVersions[0])
+	}
+	return fmt.Sprintf("no fixed version of %s yet: remove or replace it, or add a vulnerabilities exception with a reason", f.Package)
+}
+
+// postureReport runs posture's evaluator for the policy's configuration
+// once per request.
+func (ev *evaluation) postureReport(ctx context.Context, i int) (*posture.Report, error) {
+	if rep := ev.posture[i]; rep != nil {
+		return rep, nil
+	}
+	req := ev.req
+	in := &posture.Decoded{Objects: []posture.Object{{
+		Ref:   posture.ObjectRef{Kind: req.Kind, Namespace: req.Namespace, Name: req.Name, Source: "admission"},
+		Typed: req.Object,
+	}}}
+	rep, err := ev.set.posture[i].Evaluate(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	ev.posture[i] = rep
+	return rep, nil
+}
+
+var pssOrder = map[string]int{"privileged": 0, "baseline": 1, "restricted": 2}
+
+func (p *Policy) evalPosture(ctx context.Context, ev *evaluation) []Violation {
+	if ev.req.Object == nil || ev.spec == nil {
+		return nil
+	}
+	rep, err := ev.postureReport(ctx, p.posture)
+	if err != nil {
+		return []Violation{{Rule: RuleConfiguration, Finding: "error", Message: "configuration checks failed: " + err.Error()}}
+	}
+	if len(rep.Objects) == 0 {
+		return nil
+	}
+	want := map[string]string{} // control id -> rule family
+	var level string
+	if c := p.config; c != nil && !ev.req.ImageRulesOnly {
+		for id := range c.controls {
+			want[id] = RuleConfiguration
+		}
+		if c.podSecurity != "" && pssOrder[rep.Objects[0].PSSLevel] < pssOrder[c.podSecurity] {
+			level = c.podSecurity
+		}
+	}
+	if r := p.prov; r != nil {
+		if r.noLatest {
+			want[controlLatest] = RuleProvenance
+		}
+		if r.requireDigest {
+			want[controlDigest] = RuleProvenance
+		}
+		if r.trusted {
+			want[controlTrusted] = RuleProvenance
+		}
+	}
+	var out []Violation
+	for _, f := range ev.failures(p.posture, rep) {
+		ctl := f.ctl
+		family, ok := want[ctl.ID]
+		if !ok && level != "" && ctl.Upstream != "" && (ctl.PSS == "baseline" || level == "restricted") {
+			family, ok = RuleConfiguration, true
+		}
+		if !ok {
+			continue
+		}
+		v := f.v
+		v.Rule = family
+		out = append(out, v)
+	}
+	return out
+}
+
+// failure is one failed posture check on one container, parsed once per
+// request however many policies look at it.
+type failure struct {
+	ctl *posture.Control
+	v   Violation // Rule is set by the policy
+}
+
+func (ev *evaluation) failures(i int, rep *posture.Report) []failure {
+	if ev.parsed == nil {
+		ev.parsed = make([][]failure, len(ev.set.posture))
+	}
+	if ev.parsed[i] != nil {
+		return ev.parsed[i]
+	}
+	out := []failure{}
+	for ri := range rep.Results {
+		res := &rep.Results[ri]
+		if res.Object != 0 || res.Status != posture.StatusFail {
+			continue
+		}
+		ctl := ev.set.controls[res.Control]
+		if ctl == nil {
+			continue
+		}
+		for _, part := range strings.Split(res.Message, "; ") {
+			v := Violation{Finding: res.Control, Severity: res.Severity, Message: ctl.Title + ": " + part, Fix: ctl.Remediation}
+			if ctl.Upstream != "" {
+				v.Message = "Pod Security Standards " + ctl.PSS + ": " + part
+			}
+			if c, _ := quotedAfter(part, `container "`, `containers "`); c != "" {
+				v.Container = c
+				if ctl.Upstream == "" {
+					// "container "app" sets ..." → "sets ...": the line
+					// names the container already.
+					for _, pre := range []string{`container "`, `init container "`, `ephemeral container "`} {
+						if strings.HasPrefix(part, pre) {
+							if _, rest, ok := strings.Cut(part[len(pre):], `" `); ok {
+								v.Message = ctl.Title + ": " + rest
+							}
+							break
+						}
+					}
+				}
+			}
+			if im, _ := quotedAfter(part, `image "`); im != "" {
+				v.Image = im
+			}
+			out = append(out, failure{ctl: ctl, v: v})
+		}
+	}
+	ev.parsed[i] = out
+	return out
+}
+
+// quotedAfter returns the quoted text after the first of the prefixes
+// found in s (posture's messages quote container names and images).
+func quotedAfter(s string, prefixes ...string) (string, bool) {
+	for _, p := range prefixes {
+		if i := strings.Index(s, p); i >= 0 {
+			rest := s[i+len(p):]
+			if j := strings.IndexByte(rest, '"'); j > 0 {
+				return rest[:j], true
+			}
+		}
+	}
+	return "", false
+}
+
+func (p *Policy) evalMutableTags(ev *evaluation) []Violation {
+	var out []Violation
+	for _, c := range ev.conts {
+		ref, err := reference.ParseNormalizedNamed(c.Image)
+		if err != nil {
+			continue // the latest-tag control reports invalid references
+		}
+		if _, ok := ref.(reference.Digested); ok {
+			continue
+		}
+		if t, ok := ref.(reference.Tagged); ok && p.prov.mutableTags[t.Tag()] {
+			out = append(out, Violation{Rule: RuleProvenance, Container: c.Name, Image: c.Image, Finding: "mutable-tag", Severity: vulndb.SeverityMedium,
+				Message: fmt.Sprintf("tag %q is mutable: what runs may differ from what was scanned", t.Tag()),
+				Fix:     "reference an immutable version tag or pin the digest (image@sha256:...)"})
+		}
+	}
+	return out
+}
+
+// vars builds the CEL variables once per request.
+func (ev *evaluation) vars() (*celeval.Vars, error) {
+	if ev.celVars != nil || ev.celErr != nil {
+		return ev.celVars, ev.celErr
+	}
+	req := ev.req
+	v := &celeval.Vars{}
+	var err error
+	switch {
+	case len(req.ObjectJSON) > 0:
+		v.Object, err = celeval.FromJSON(req.ObjectJSON)
+	case req.Object != nil:
+		v.Object, err = celeval.ToValue(req.Object)
+	}
+	if err == nil && len(req.OldObjectJSON) > 0 {
+		v.OldObject, err = celeval.FromJSON(req.OldObjectJSON)
+	}
+	if err == nil && req.NamespaceObject != nil {
+		v.NamespaceObject, err = celeval.ToValue(req.NamespaceObject)
+	}
+	groups := make([]any, len(req.User.Groups))
+	for i, g := range req.User.Groups {
+		groups[i] = g
+	}
+	v.Request = map[string]any{
+		"uid": req.UID, "operation": req.Operation, "namespace": req.Namespace, "name": req.Name,
+		"kind":        map[string]any{"kind": req.Kind},
+		"subResource": req.SubResource, "dryRun": req.DryRun,
+		"userInfo": map[string]any{"username": req.User.Username, "uid": req.User.UID, "groups": groups},
+	}
+	ev.celVars, ev.celErr = v, err
+	return v, err
+}
+
+func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
+	v := Violation{Rule: RuleCELPrefix + r.name, Finding: r.name, Severity: r.severity, Fix: r.fix}
+	vars, err := ev.vars()
+	if err == nil {
+		var ok bool
+		ok, err = r.expr.Eval(ctx, *vars)
+		if err == nil && ok {
+			return v, false
+		}
+	}
+	if err != nil {
+		v.Message = fmt.Sprintf("custom rule %s could not be evaluated: %v", r.name, err)
+		return v, true
+	}
+	v.Message = r.message
+	if r.msgExpr != nil {
+		if m, err := r.msgExpr.EvalString(ctx, *vars); err == nil && m != "" {
+			v.Message = m
+		}
+	}
+	return v, true
+}

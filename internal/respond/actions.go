@@ -1,0 +1,272 @@
+package respond
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
+)
+
+// Sentinel errors, for callers (and tests) that branch on the cause.
+var (
+	// ErrNotFound: the target object does not exist (for isolate and
+	// scale, where a missing pod leaves nothing to act on).
+	ErrNotFound = errors.New("not found")
+	// ErrNotScalable: the pod's owner has no replica count to set
+	// (DaemonSet, Job, bare pod, unknown controller).
+	ErrNotScalable = errors.New("workload cannot be scaled")
+	// ErrInvalid: the action lacks what it needs (namespace, pod, node) or
+	// names an unknown kind.
+	ErrInvalid = errors.New("invalid action")
+)
+
+// Label and names used by IsolatePod.
+const (
+	// IsolationLabel is added to an isolated pod with the pod's UID as the
+	// value. A NetworkPolicy selects pods only by label, and the pod's own
+	// labels are shared with its replicas (selecting app=web would cut off
+	// the whole Deployment); the UID makes the selector match exactly this
+	// pod. Adding a label keeps the pod in its ReplicaSet (no replacement
+	// is started, the isolated pod stays for forensics).
+	IsolationLabel = "bulwark.dev/isolated"
+	// ManagedByLabel marks the NetworkPolicies Bulwark creates.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	managedBy      = "bulwark"
+	policyPrefix   = "bulwark-isolate-"
+)
+
+// Perform runs one action from central and returns the message to report.
+func Perform(ctx context.Context, cs kubernetes.Interface, a alerts.Action) (string, error) {
+	if a.Action.NeedsPod() && (a.Namespace == "" || a.Pod == "") {
+		return "", fmt.Errorf("%s: %w: no namespace/pod", a.Action, ErrInvalid)
+	}
+	switch a.Action {
+	case alerts.ActionDeletePod:
+		return DeletePod(ctx, cs, a.Namespace, a.Pod)
+	case alerts.ActionIsolatePod:
+		return IsolatePod(ctx, cs, a.Namespace, a.Pod)
+	case alerts.ActionScaleToZero:
+		msg, err := ScaleToZero(ctx, cs, a.Namespace, a.Pod)
+		if errors.Is(err, ErrNotFound) && a.Workload != "" {
+			// The pod is gone (maybe deleted by an earlier action) but
+			// the alert named its workload: scale that.
+			kind, name, ok := strings.Cut(a.Workload, "/")
+			if ok {
+				return ScaleWorkload(ctx, cs, a.Namespace, kind, name)
+			}
+		}
+		return msg, err
+	case alerts.ActionCordonNode:
+		if a.Node == "" {
+			return "", fmt.Errorf("cordon_node: %w: no node", ErrInvalid)
+		}
+		return CordonNode(ctx, cs, a.Node)
+	}
+	return "", fmt.Errorf("%w: unknown action %q", ErrInvalid, a.Action)
+}
+
+// DeletePod deletes the pod; its controller (if any) starts a fresh one from
+// the image. A pod already gone is success: the goal is reached.
+func DeletePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
+	err := cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("pod %s/%s already gone", ns, name), nil
+	case err != nil:
+		return "", fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
+	}
+	return fmt.Sprintf("pod %s/%s deleted", ns, name), nil
+}
+
+// IsolatePod cuts the pod off the network: it labels the pod with
+// IsolationLabel=<pod UID> and creates a NetworkPolicy selecting exactly
+// that label with both policy types and no rules, which denies all ingress
+// and egress. It only takes effect where the cluster's network plugin
+// enforces NetworkPolicy. Running it again finds both in place.
+func IsolatePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("isolate pod %s/%s: %w", ns, name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("isolate pod %s/%s: get: %w", ns, name, err)
+	}
+	uid := string(pod.UID)
+	if pod.Labels[IsolationLabel] != uid {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+			"labels": map[string]string{IsolationLabel: uid},
+			// Only patch the pod we read: a pod re-created under the same
+			// name is a different pod.
+			"uid": uid,
+		}})
+		if _, err := cs.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return "", fmt.Errorf("isolate pod %s/%s: label: %w", ns, name, err)
+		}
+	}
+	want := isolationPolicy(ns, name, uid)
+	np := cs.NetworkingV1().NetworkPolicies(ns)
+	_, err = np.Create(ctx, want, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return fmt.Sprintf("pod %s/%s isolated by NetworkPolicy %s", ns, name, want.Name), nil
+	case !apierrors.IsAlreadyExists(err):
+		return "", fmt.Errorf("isolate pod %s/%s: create NetworkPolicy %s: %w", ns, name, want.Name, err)
+	}
+	cur, err := np.Get(ctx, want.Name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("isolate pod %s/%s: get NetworkPolicy %s: %w", ns, name, want.Name, err)
+	}
+	if cur.Labels[ManagedByLabel] != managedBy {
+		return "", fmt.Errorf("isolate pod %s/%s: NetworkPolicy %s exists and is not Bulwark's; not touching it", ns, name, want.Name)
+	}
+	if cur.Spec.PodSelector.MatchLabels[IsolationLabel] == uid && len(cur.Spec.Ingress) == 0 && len(cur.Spec.Egress) == 0 && len(cur.Spec.PolicyTypes) == 2 {
+		return fmt.Sprintf("pod %s/%s already isolated by NetworkPolicy %s", ns, name, want.Name), nil
+	}
+	// A policy left from an earlier pod of the same name: point it here.
+	cur.Spec = want.Spec
+	if _, err := np.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("isolate pod %s/%s: update NetworkPolicy %s: %w", ns, name, want.Name, err)
+	}
+	return fmt.Sprintf("pod %s/%s isolated by NetworkPolicy %s (updated)", ns, name, want.Name), nil
+}
+
+// isolationPolicy is the deny-all policy for one pod.
+func isolationPolicy(ns, pod, uid string) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        PolicyName(pod),
+			Namespace:   ns,
+			Labels:      map[string]string{ManagedByLabel: managedBy},
+			Annotations: map[string]string{"bulwark.dev/isolated-pod": pod},
+		},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{IsolationLabel: uid}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		},
+	}
+}
+
+// PolicyName is the isolation NetworkPolicy's name for a pod: the pod name
+// with a prefix, shortened with a hash when that would pass the 253-byte
+// limit of object names.
+func PolicyName(pod string) string {
+	n := policyPrefix + pod
+	if len(n) <= 253 {
+		return n
+	}
+	sum := sha256.Sum256([]byte(pod))
+	return n[:253-17] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// ScaleToZero scales the pod's workload to zero replicas through the scale
+// subresource (so the ClusterRole needs no update on the workloads
+// themselves). The owner chain is followed: Pod → ReplicaSet → Deployment,
+// Pod → StatefulSet, or Pod → ReplicaSet without a Deployment. DaemonSets,
+// Jobs and bare pods have no replica count: ErrNotScalable, saying what to
+// do instead.
+func ScaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("scale workload of pod %s/%s: %w", ns, name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("scale workload of pod %s/%s: get pod: %w", ns, name, err)
+	}
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil {
+		return "", fmt.Errorf("scale workload of pod %s/%s: %w: a bare pod has no controller (delete it instead)", ns, name, ErrNotScalable)
+	}
+	kind, oname := owner.Kind, owner.Name
+	if kind == "ReplicaSet" && apiGroup(owner.APIVersion) == "apps" {
+		rs, err := cs.AppsV1().ReplicaSets(ns).Get(ctx, oname, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("scale workload of pod %s/%s: get ReplicaSet %s: %w", ns, name, oname, err)
+		}
+		if d := metav1.GetControllerOf(rs); d != nil && d.Kind == "Deployment" && apiGroup(d.APIVersion) == "apps" {
+			kind, oname = d.Kind, d.Name
+		}
+	} else if apiGroup(owner.APIVersion) != "apps" {
+		kind = owner.APIVersion + " " + owner.Kind
+	}
+	return ScaleWorkload(ctx, cs, ns, kind, oname)
+}
+
+// ScaleWorkload sets an apps/v1 Deployment, StatefulSet or ReplicaSet to
+// zero replicas; already at zero is success.
+func ScaleWorkload(ctx context.Context, cs kubernetes.Interface, ns, kind, name string) (string, error) {
+	type scaler interface {
+		GetScale(ctx context.Context, name string, opts metav1.GetOptions) (*autoscalingv1.Scale, error)
+		UpdateScale(ctx context.Context, name string, scale *autoscalingv1.Scale, opts metav1.UpdateOptions) (*autoscalingv1.Scale, error)
+	}
+	var s scaler
+	switch kind {
+	case "Deployment":
+		s = cs.AppsV1().Deployments(ns)
+	case "StatefulSet":
+		s = cs.AppsV1().StatefulSets(ns)
+	case "ReplicaSet":
+		s = cs.AppsV1().ReplicaSets(ns)
+	case "DaemonSet":
+		return "", fmt.Errorf("scale %s %s/%s: %w: a DaemonSet runs one pod per node (cordon the node or delete the DaemonSet)", kind, ns, name, ErrNotScalable)
+	case "Job", "CronJob":
+		return "", fmt.Errorf("scale %s %s/%s: %w: suspend or delete the %s instead", kind, ns, name, ErrNotScalable, kind)
+	default:
+		return "", fmt.Errorf("scale %s %s/%s: %w: unsupported controller", kind, ns, name, ErrNotScalable)
+	}
+	sc, err := s.GetScale(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("scale %s %s/%s: %w", kind, ns, name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("scale %s %s/%s: get scale: %w", kind, ns, name, err)
+	}
+	if sc.Spec.Replicas == 0 {
+		return fmt.Sprintf("%s %s/%s already at 0 replicas", kind, ns, name), nil
+	}
+	was := sc.Spec.Replicas
+	sc.Spec.Replicas = 0 // resourceVersion kept: a concurrent change makes this a conflict, not a lost update
+	if _, err := s.UpdateScale(ctx, name, sc, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("scale %s %s/%s to 0: %w", kind, ns, name, err)
+	}
+	return fmt.Sprintf("%s %s/%s scaled from %d to 0 replicas", kind, ns, name, was), nil
+}
+
+// CordonNode marks the node unschedulable, as `kubectl cordon` does; its
+// running pods stay (drain is a separate, more disruptive decision).
+func CordonNode(ctx context.Context, cs kubernetes.Interface, name string) (string, error) {
+	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("cordon node %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cordon node %s: get: %w", name, err)
+	}
+	if node.Spec.Unschedulable {
+		return fmt.Sprintf("node %s already cordoned", name), nil
+	}
+	patch := []byte(`{"spec":{"unschedulable":true}}`)
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return "", fmt.Errorf("cordon node %s: %w", name, err)
+	}
+	return fmt.Sprintf("node %s cordoned", name), nil
+}
+
+func apiGroup(apiVersion string) string {
+	g, _, ok := strings.Cut(apiVersion, "/")
+	if !ok {
+		return ""
+	}
+	return g
+}
