@@ -81,7 +81,12 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, *policy.Request, e
 	req.Object, req.ObjectJSON, req.OldObjectJSON = obj, r.Object.Raw, r.OldObject.Raw
 	if req.Name == "" {
 		if m, ok := obj.(metav1.Object); ok {
+			// Pods of controllers have only a generateName ("web-5d8f-")
+			// at admission: name them by it in messages and exemptions.
 			req.Name = m.GetName()
+			if req.Name == "" {
+				req.Name = m.GetGenerateName()
+			}
 		}
 	}
 	return &rev, req, nil

@@ -18,12 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bulwark-security/bulwark/internal/admission"
 	"github.com/bulwark-security/bulwark/internal/celeval"
+	"github.com/bulwark-security/bulwark/internal/k8s"
 	"github.com/bulwark-security/bulwark/internal/policy"
 )
 
@@ -67,18 +66,10 @@ func (a *app) centralImages(server, token, caFile string) (*admission.Images, er
 	return admission.NewImages(admission.CentralConfig{URL: server, Token: token, TLS: tc}, nil), nil
 }
 
-// kubeClient loads a client from a kubeconfig (or in-cluster when both are
-// empty and running in a pod).
+// kubeClient loads a client through internal/k8s (kubectl's order, then
+// in-cluster).
 func kubeClient(kubeconfig, kubeContext string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "" && kubeContext == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = kubeconfig
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-	}
+	cfg, err := k8s.RESTConfig(kubeconfig, kubeContext)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -153,7 +144,7 @@ to central in batches; denials and warnings also become alerts.`,
 	fl.BoolVar(&f.failOpen, "fail-open", false, "admit (with a warning) images whose findings cannot be had when central is unreachable and nothing is cached")
 	fl.DurationVar(&f.cacheTTL, "cache-ttl", 5*time.Minute, "how long an image verdict from central is fresh")
 	fl.DurationVar(&f.staleTTL, "stale-ttl", 24*time.Hour, "how long a cached verdict may be used while central is unreachable")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for namespace lookups (default: in-cluster, then $KUBECONFIG)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for namespace lookups (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
 	fl.StringVar(&f.kubeContext, "context", "", "kubeconfig context")
 	fl.BoolVar(&f.noNamespaces, "no-namespace-lookup", false, "do not read namespaces (namespace selectors then always match)")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry host reached over plain HTTP for tag resolution (tests only)")
@@ -287,7 +278,7 @@ Ignore (admitted unjudged).`,
 	fl.BoolVar(&f.connect, "connect", false, "also judge pods/exec, pods/attach and pods/portforward")
 	fl.StringVarP(&f.output, "output", "o", "", "write the YAML here instead of stdout")
 	fl.BoolVar(&f.apply, "apply", false, "create or update it in the cluster")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --apply (default: in-cluster, then $KUBECONFIG)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --apply (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
 	fl.StringVar(&f.kubeContext, "context", "", "kubeconfig context for --apply")
 	_ = cmd.RegisterFlagCompletionFunc("failure-policy", cobra.FixedCompletions([]string{"Fail", "Ignore"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd

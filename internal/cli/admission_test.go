@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bulwark-security/bulwark/internal/k8s/k8stest"
 	"github.com/bulwark-security/bulwark/internal/policy"
 )
 
@@ -142,5 +144,27 @@ func TestAdmissionInstall(t *testing.T) {
 	r := run(t, "admission", "serve").want(t, ExitError)
 	if !strings.Contains(r.stderr, "--policy is required") {
 		t.Errorf("serve without policies: %s", r.stderr)
+	}
+}
+
+func TestAdmissionInstallApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	cluster := k8stest.Start(t, k8stest.Options{})
+	dir := t.TempDir()
+	args := []string{"admission", "install", "--url", "https://127.0.0.1:9443", "--cert-dir", dir, "--apply", "--kubeconfig", cluster.Kubeconfig}
+	run(t, args...).want(t, ExitOK)
+	// Applying again updates in place (a new failure policy).
+	run(t, append(args, "--failure-policy", "Ignore")...).want(t, ExitOK)
+	got, err := cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), "bulwark-admission", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	wh := got.Webhooks[0]
+	if *wh.ClientConfig.URL != "https://127.0.0.1:9443/validate" || string(wh.ClientConfig.CABundle) != string(ca) ||
+		*wh.FailurePolicy != admissionregistrationv1.Ignore {
+		t.Errorf("applied: %+v", wh)
 	}
 }

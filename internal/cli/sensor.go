@@ -259,15 +259,17 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 		cfg.Sinks = append(cfg.Sinks, &sensor.SpoolSink{Spool: sp, C: counters})
 		fw := &sensor.Forwarder{Spool: sp, URL: base, Token: f.token, Client: client, C: counters, Log: log}
 		fctx, fcancel := context.WithCancel(context.Background())
-		wg.Add(1)
-		go func() { defer wg.Done(); fw.Run(fctx) }()
-		// Stop forwarding when the command ends; in replay mode first give
-		// the forwarder a moment to drain what was just spooled.
+		fdone := make(chan struct{})
+		go func() { defer close(fdone); fw.Run(fctx) }()
+		// Stop forwarding (before the spool closes) when the command ends;
+		// in replay mode first give the forwarder a moment to deliver what
+		// was just spooled. What is left stays in the spool for next time.
 		closeAll = append([]func() error{func() error {
 			if replayFile != "" {
 				drainSpool(ctx, sp, 10*time.Second)
 			}
 			fcancel()
+			<-fdone
 			return nil
 		}}, closeAll...)
 	}

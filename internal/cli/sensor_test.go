@@ -2,15 +2,20 @@ package cli
 
 import (
 	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/sensor/spool"
 )
 
 // bulwark sensor replay over the sensor package's recorded events: real CLI
@@ -112,5 +117,56 @@ func TestSensorConfigSources(t *testing.T) {
 	r = run(t, "--config", cfg, "sensor", "replay", "x.jsonl").want(t, ExitError)
 	if !strings.Contains(r.stderr, "--allow-listener") {
 		t.Errorf("YAML not applied: %s", r.stderr)
+	}
+}
+
+// replay --server: alerts reach central's ingest over TLS with the agent
+// token (an httptest STAND-IN decoding with the contract's own strict
+// decoder; the real central is exercised in internal/sensor/e2e), and the
+// spool is empty afterwards.
+func TestSensorReplayToServer(t *testing.T) {
+	var mu sync.Mutex
+	var got []alerts.Alert
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/alerts" || r.Header.Get("Authorization") != "Bearer agent-token" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		b, err := alerts.DecodeBatch(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, b.Alerts...)
+		mu.Unlock()
+		json.NewEncoder(w).Encode(alerts.IngestResult{Accepted: len(b.Alerts)})
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	events := filepath.Join("..", "sensor", "testdata", "events.jsonl")
+	spoolDir := filepath.Join(dir, "spool")
+	r := run(t, "sensor", "replay", "--no-kube", "--no-default-intel", "--output", "", "--server", srv.URL, "--token", "agent-token",
+		"--ca", ca, "--spool-dir", spoolDir, "--cluster", "prod-eu", events)
+	r.want(t, ExitError) // malformed lines in the file
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 5 { // 7 alerts minus intel (no --intel) and listener (still learning)
+		t.Fatalf("central received %d alerts, want 5; stderr:\n%s", len(got), r.stderr)
+	}
+	for _, a := range got {
+		if a.Cluster != "prod-eu" || a.Source != alerts.SourceSensor {
+			t.Errorf("alert %+v", a)
+		}
+	}
+	sp, err := spool.Open(spoolDir, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if recs, _, err := sp.Read(100, 1<<20); err != nil || len(recs) != 0 {
+		t.Errorf("spool still holds %d undelivered alerts (%v)", len(recs), err)
 	}
 }

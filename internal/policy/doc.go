@@ -14,6 +14,8 @@
 // internal/celeval. Vulnerability verdicts come from an ImageSource the
 // caller passes in (central's findings, a local scan result).
 //
-// This package must not import client-go, net/http, internal/server,
-// internal/store or internal/cli: it judges objects, it does not fetch them.
+// This package must not import client-go, internal/server, internal/store,
+// internal/admission or internal/cli, nor make network calls itself: it
+// judges objects, it does not fetch them (a dependency test checks the
+// imports).
 package policy

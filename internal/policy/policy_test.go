@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -564,5 +566,21 @@ func TestREADMEExample(t *testing.T) {
 	set := loadYAML(t, newTestLoader(t), block)
 	if len(set.Policies()) != 1 || set.Policies()[0].Name != "prod-gate" {
 		t.Fatalf("%+v", set.Policies())
+	}
+}
+
+// TestImports keeps the package a pure judge (see doc.go).
+func TestImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "k8s.io/client-go") || slices.Contains([]string{
+			"github.com/bulwark-security/bulwark/internal/server", "github.com/bulwark-security/bulwark/internal/store",
+			"github.com/bulwark-security/bulwark/internal/admission", "github.com/bulwark-security/bulwark/internal/cli",
+		}, dep) {
+			t.Errorf("internal/policy depends on %s", dep)
+		}
 	}
 }

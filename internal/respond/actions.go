@@ -104,6 +104,12 @@ func IsolatePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (
 		return "", fmt.Errorf("isolate pod %s/%s: get: %w", ns, name, err)
 	}
 	uid := string(pod.UID)
+	// Policy first, label second: a failure in between leaves a policy
+	// that selects nothing, never a pod labelled as isolated that is not.
+	state, err := ensureIsolationPolicy(ctx, cs, ns, name, uid)
+	if err != nil {
+		return "", err
+	}
 	if pod.Labels[IsolationLabel] != uid {
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 			"labels": map[string]string{IsolationLabel: uid},
@@ -114,13 +120,23 @@ func IsolatePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (
 		if _, err := cs.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return "", fmt.Errorf("isolate pod %s/%s: label: %w", ns, name, err)
 		}
+		if state == "already isolated" {
+			state = "isolated"
+		}
 	}
+	return fmt.Sprintf("pod %s/%s %s by NetworkPolicy %s", ns, name, state, PolicyName(name)), nil
+}
+
+// ensureIsolationPolicy creates or repairs the pod's deny-all policy and
+// says what it found: "isolated", "already isolated" or "isolated
+// (updated)".
+func ensureIsolationPolicy(ctx context.Context, cs kubernetes.Interface, ns, name, uid string) (string, error) {
 	want := isolationPolicy(ns, name, uid)
 	np := cs.NetworkingV1().NetworkPolicies(ns)
-	_, err = np.Create(ctx, want, metav1.CreateOptions{})
+	_, err := np.Create(ctx, want, metav1.CreateOptions{})
 	switch {
 	case err == nil:
-		return fmt.Sprintf("pod %s/%s isolated by NetworkPolicy %s", ns, name, want.Name), nil
+		return "isolated", nil
 	case !apierrors.IsAlreadyExists(err):
 		return "", fmt.Errorf("isolate pod %s/%s: create NetworkPolicy %s: %w", ns, name, want.Name, err)
 	}
@@ -132,14 +148,14 @@ func IsolatePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (
 		return "", fmt.Errorf("isolate pod %s/%s: NetworkPolicy %s exists and is not Bulwark's; not touching it", ns, name, want.Name)
 	}
 	if cur.Spec.PodSelector.MatchLabels[IsolationLabel] == uid && len(cur.Spec.Ingress) == 0 && len(cur.Spec.Egress) == 0 && len(cur.Spec.PolicyTypes) == 2 {
-		return fmt.Sprintf("pod %s/%s already isolated by NetworkPolicy %s", ns, name, want.Name), nil
+		return "already isolated", nil
 	}
 	// A policy left from an earlier pod of the same name: point it here.
 	cur.Spec = want.Spec
 	if _, err := np.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		return "", fmt.Errorf("isolate pod %s/%s: update NetworkPolicy %s: %w", ns, name, want.Name, err)
 	}
-	return fmt.Sprintf("pod %s/%s isolated by NetworkPolicy %s (updated)", ns, name, want.Name), nil
+	return "isolated (updated)", nil
 }
 
 // isolationPolicy is the deny-all policy for one pod.

@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -180,8 +181,22 @@ func TestActionsWithMinimalRole(t *testing.T) {
 		must(t, err)
 		np, err = w.admin.NetworkingV1().NetworkPolicies(ns).Get(ctx, respond.PolicyName("web-5d4f-a"), metav1.GetOptions{})
 		must(t, err)
-		if !strings.Contains(msg, "(updated)") || np.Spec.PodSelector.MatchLabels[respond.IsolationLabel] != string(pod.UID) {
+		if !strings.Contains(msg, "isolated (updated) by") || np.Spec.PodSelector.MatchLabels[respond.IsolationLabel] != string(pod.UID) {
 			t.Errorf("re-created pod: message %q, policy selects %v, want the new uid %s", msg, np.Spec.PodSelector.MatchLabels, pod.UID)
+		}
+		// A policy of that name that Bulwark did not create is left alone.
+		_, err = w.admin.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: respond.PolicyName("db-0")},
+			Spec:       networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+		}, metav1.CreateOptions{})
+		must(t, err)
+		if _, err := respond.IsolatePod(ctx, r, ns, "db-0"); err == nil || !strings.Contains(err.Error(), "not Bulwark's") {
+			t.Errorf("foreign policy: err = %v, want a refusal", err)
+		}
+		db, err := w.admin.CoreV1().Pods(ns).Get(ctx, "db-0", metav1.GetOptions{})
+		must(t, err)
+		if db.Labels[respond.IsolationLabel] != "" {
+			t.Errorf("refused isolation labelled the pod anyway: %v", db.Labels)
 		}
 		if _, err := respond.IsolatePod(ctx, r, ns, "nope"); !errors.Is(err, respond.ErrNotFound) {
 			t.Errorf("isolate missing pod: err = %v, want ErrNotFound", err)

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/audit"
 	"github.com/bulwark-security/bulwark/internal/k8s/k8stest"
 	"github.com/bulwark-security/bulwark/internal/store"
@@ -116,5 +117,35 @@ func TestAuditFromRealAPIServer(t *testing.T) {
 	})
 	if a := got[0]; a.Cluster != "real" || a.Namespace != "central-audit" || a.Pod != "root" || a.MitreTechnique != "T1610" {
 		t.Errorf("alert %+v", a)
+	}
+}
+
+// `bulwark audit watch`'s sink posts to the real POST /api/v1/alerts with an
+// agent token; the same records sent again (a restarted watcher) are
+// duplicates, stored once.
+func TestAuditHTTPSinkToCentral(t *testing.T) {
+	e := startEnv(t, backends[0].dsn(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1})
+	var acc, dup int
+	sink := audit.SinkFunc(func(ctx context.Context, as []alerts.Alert) (int, int, error) {
+		a, d, err := (&audit.HTTPSink{Server: e.url, Token: e.token(store.RoleAgent), Client: e.client}).IngestAlerts(ctx, as)
+		acc, dup = acc+a, dup+d
+		return a, d, err
+	})
+	recs := []string{auditLine("watch-1", "web", "a"), auditLine("watch-2", "web", "b")}
+	for range 2 {
+		proc, err := audit.NewProcessor(audit.Config{}, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proc.Process(context.Background(), "managed", recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acc != 2 || dup != 2 {
+		t.Errorf("accepted %d, duplicates %d; want 2 and 2", acc, dup)
+	}
+	got, _, err := e.st.ListAlerts(context.Background(), store.AlertFilter{Cluster: "managed"}, store.Page{})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("stored %d alerts (%v), want 2", len(got), err)
 	}
 }

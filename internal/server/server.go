@@ -381,7 +381,7 @@ func (s *Server) Run(ctx context.Context) error {
 		serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, s.metricsLn, false)
 	}
 	s.log.Info("bulwark server listening", "url", s.URL(), "tls_fingerprint_sha256", s.fingerprint,
-		"metrics", s.MetricsAddr(), "workers", max(s.cfg.Workers, 0), "store", s.st.Dialect())
+		"metrics", s.MetricsAddr(), "audit_webhook", s.AuditAddr(), "workers", max(s.cfg.Workers, 0), "store", s.st.Dialect())
 
 	// Background work runs under its own context so that shutdown can
 	// stop it in order: first the HTTP side, then workers.

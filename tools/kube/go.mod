@@ -2,6 +2,10 @@ module github.com/bulwark-security/bulwark/tools/kube
 
 go 1.26.8
 
+// Built by internal/k8s/k8stest/cmd/build-kube for Bulwark's tests; a
+// separate module so Bulwark's own build never compiles Kubernetes.
+// etcd is the version k8s.io/kubernetes v1.37.2 requires itself (v3.7.0),
+// so the API server's etcd client and the test etcd match.
 require (
 	go.etcd.io/etcd/server/v3 v3.7.0
 	k8s.io/component-base v0.37.2

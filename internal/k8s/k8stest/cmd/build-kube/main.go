@@ -101,7 +101,22 @@ func run(ctx context.Context, force bool) error {
 		return fmt.Errorf("install %s: %w", dir, err)
 	}
 	fmt.Printf("build-kube: built in %s\n", time.Since(start).Round(time.Second))
+	removeStale(dir)
 	return nil
+}
+
+// removeStale deletes binaries built from other tools/kube sources (about
+// 140 MB each), so bumping the pin does not fill the cache.
+func removeStale(keep string) {
+	old, _ := filepath.Glob(filepath.Join(filepath.Dir(keep), "kube-v*"))
+	for _, p := range old {
+		if p == keep || p == keep+".lock" || strings.Contains(filepath.Base(p), ".tmp-") {
+			continue
+		}
+		if err := os.RemoveAll(p); err == nil {
+			fmt.Printf("build-kube: removed stale %s\n", p)
+		}
+	}
 }
 
 // ldflags strips symbols and stamps the version upstream's release build
