@@ -323,6 +323,21 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 		cfg.Prevention = prev
 	}
 
+	// The probe is loaded before anything that may call it (prevention from
+	// enrichment's lookups) starts.
+	var p *probe.Probe
+	if replayFile == "" {
+		var err error
+		p, err = probe.Load(ctx, probe.Config{Logger: log, RingBufferBytes: f.ringBufferBytes})
+		if err != nil {
+			return fmt.Errorf("load the eBPF probe: %w", err)
+		}
+		defer p.Close()
+		if prev != nil {
+			prev.Preventer = p
+		}
+	}
+
 	// Enrichment.
 	var resolvers []enrich.Resolver
 	var kube *enrich.Kube
@@ -369,15 +384,6 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 
 	if replayFile != "" {
 		return a.replay(ctx, s, replayFile, cmd)
-	}
-	pcfg := probe.Config{Logger: log, RingBufferBytes: f.ringBufferBytes}
-	p, err := probe.Load(ctx, pcfg)
-	if err != nil {
-		return fmt.Errorf("load the eBPF probe: %w", err)
-	}
-	defer p.Close()
-	if prev != nil {
-		prev.Preventer = p
 	}
 	log.Info("sensor running", "node", node, "rules", len(eng.Rules()), "skipped", len(eng.Skipped()))
 	return s.Run(ctx, p)

@@ -1,20 +1,26 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/sensor/probe"
 	"github.com/bulwark-security/bulwark/internal/sensor/spool"
 )
 
@@ -168,5 +174,52 @@ func TestSensorReplayToServer(t *testing.T) {
 	defer sp.Close()
 	if recs, _, err := sp.Read(100, 1<<20); err != nil || len(recs) != 0 {
 		t.Errorf("spool still holds %d undelivered alerts (%v)", len(recs), err)
+	}
+}
+
+// The live command end to end (root): load the real probe, run a host
+// program named like the test binary, see its alert in --output, stop on
+// cancel. Skips without root/BTF (runs in CI).
+func TestSensorLive(t *testing.T) {
+	if err := probe.Supported(); err != nil {
+		if os.Getenv("BULWARK_REQUIRE_SENSOR") == "1" {
+			t.Fatalf("sensor cannot run: %v", err)
+		}
+		t.Skipf("sensor cannot run here: %v", err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "alerts.jsonl")
+	bin := filepath.Join(dir, "bulwark_alerttest_cli")
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bin, b, 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, Env{Version: "test", Args: []string{"sensor", "--no-kube", "--no-default-intel", "--output", out, "--metrics-addr", "127.0.0.1:0"},
+			Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	found := false
+	for !found && time.Now().Before(deadline) {
+		exec.Command(bin, "from-cli-test").Run()
+		time.Sleep(300 * time.Millisecond)
+		data, _ := os.ReadFile(out)
+		found = strings.Contains(string(data), "bulwark_alerttest_cli from-cli-test")
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sensor did not stop on cancel")
+	}
+	if !found {
+		t.Fatalf("no Test alert for the host exec in --output; stderr:\n%s", stderr.String())
 	}
 }

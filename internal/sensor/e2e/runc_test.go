@@ -147,14 +147,13 @@ func TestRuncContainerAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := intel.Build(context.Background(), []*intel.List{l}, intel.BuildOptions{})
-	prev := &sensor.Prevention{}
-	pl := runPipeline(t, enrich.New(enrich.Config{}), prev, set)
 	c := runctest.Start(t, runctest.Options{})
 	sel, err := sensor.ParseSelector("container=" + c.ID[:16] + "*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev.Selectors = []sensor.Selector{sel}
+	prev := &sensor.Prevention{Selectors: []sensor.Selector{sel}}
+	pl := runPipeline(t, enrich.New(enrich.Config{}), prev, set)
 	ctx := context.Background()
 
 	if _, err := c.Sh(ctx, "ip link set lo up; cat /etc/shadow >/dev/null"); err != nil {
