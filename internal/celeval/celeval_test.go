@@ -64,7 +64,7 @@ func TestEval(t *testing.T) {
 		{`oldObject == null`, true},
 		{`namespaceObject.metadata.labels.env == "prod"`, true},
 		{`request.operation in ["CREATE", "UPDATE"] && request.userInfo.username != "system:admin"`, true},
-		{`object.metadata.labels.app.matches("^w.b$")`, true},                  // Kubernetes regex library
+		{`object.metadata.labels.app.matches("^w.b$")`, true},                      // Kubernetes regex library
 		{`isQuantity("500m") && quantity("500m").isLessThan(quantity("1"))`, true}, // Kubernetes quantity library
 		{`object.spec.containers.map(c, c.name).sort() == ["app", "sidecar"]`, true},
 	}
