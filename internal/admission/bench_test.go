@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bulwark-security/bulwark/internal/demo"
 	"github.com/bulwark-security/bulwark/internal/image"
@@ -162,6 +167,9 @@ func TestLoadLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, _ := benchServer(t, "127.0.0.1:0", certs)
+	// The collector as `bulwark admission serve` sets it (GOGC and
+	// GOMEMLIMIT in the environment win, as there).
+	defer TuneGC(GCConfig{}, os.Getenv)()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
@@ -211,6 +219,8 @@ func TestLoadLoopback(t *testing.T) {
 		}()
 	}
 	cpu0 := cpuTime()
+	hist0 := serverHistogram(t, srv)
+	gc0 := gcCount()
 	total, overload := rps*secs, 0
 	interval := time.Second / time.Duration(rps)
 	start := time.Now()
@@ -244,8 +254,14 @@ func TestLoadLoopback(t *testing.T) {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		ld = strings.TrimSpace(string(b))
 	}
-	t.Logf("%d requests in %v (%.0f/s target %d/s), %d dropped by the generator; latency p50 %v p99 %v max %v; RSS %d MB (peak %d MB); CPU %v per request (server and generator); load average %s",
-		len(all), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(), rps, overload, p50, p99, pmax, rss>>20, hwm>>20, cpuPerReq, ld)
+	// The server's own view (bulwark_admission_review_duration_seconds,
+	// request read to response written): what the generator adds on top
+	// (TLS, client, scheduling in the same process) is the difference.
+	sp50, sp99, sn := serverHistogram(t, srv).sub(hist0).quantiles()
+	t.Logf("server-side (Prometheus histogram, bucket upper bounds): %d reviews, p50 ≤ %v, p99 ≤ %v", sn, sp50, sp99)
+	t.Logf("%d requests in %v (%.0f/s target %d/s), %d dropped by the generator; latency p50 %v p99 %v max %v; RSS %d MB (peak %d MB); CPU %v per request (server and generator); %d GCs (%s); load average %s",
+		len(all), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(), rps, overload, p50, p99, pmax, rss>>20, hwm>>20, cpuPerReq,
+		gcCount()-gc0, GCSummary(), ld)
 	strict := os.Getenv("BULWARK_LOAD_STRICT") == "1"
 	if strict && overload > total/100 {
 		t.Errorf("%d of %d requests could not be sent on time: the webhook does not keep up", overload, total)
@@ -260,6 +276,58 @@ func TestLoadLoopback(t *testing.T) {
 	if rss > 100<<20 {
 		t.Errorf("RSS %d MB over 100 MB", rss>>20)
 	}
+}
+
+// histogram is a snapshot of the webhook's CREATE latency histogram.
+type histogram struct {
+	bounds []float64 // seconds
+	counts []uint64  // cumulative
+	total  uint64
+}
+
+func serverHistogram(t *testing.T, srv *Server) histogram {
+	t.Helper()
+	var m dto.Metric
+	if err := srv.m.latency.WithLabelValues("CREATE").(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	var h histogram
+	for _, b := range m.GetHistogram().GetBucket() {
+		h.bounds = append(h.bounds, b.GetUpperBound())
+		h.counts = append(h.counts, b.GetCumulativeCount())
+	}
+	h.total = m.GetHistogram().GetSampleCount()
+	return h
+}
+
+// sub is the histogram of the observations made since old.
+func (h histogram) sub(old histogram) histogram {
+	out := histogram{bounds: h.bounds, counts: make([]uint64, len(h.counts)), total: h.total - old.total}
+	for i := range h.counts {
+		out.counts[i] = h.counts[i] - old.counts[i]
+	}
+	return out
+}
+
+// quantiles gives the bucket upper bounds holding the 50th and 99th
+// percentiles (+Inf as an hour) and the count.
+func (h histogram) quantiles() (p50, p99 time.Duration, n uint64) {
+	q := func(p float64) time.Duration {
+		want := uint64(math.Ceil(p * float64(h.total)))
+		for i, c := range h.counts {
+			if c >= want {
+				return time.Duration(h.bounds[i] * float64(time.Second))
+			}
+		}
+		return time.Hour
+	}
+	return q(0.50), q(0.99), h.total
+}
+
+func gcCount() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
 }
 
 // cpuTime is the CPU time (user+system) the process used so far: on a

@@ -66,10 +66,7 @@ func NewRecorder(cfg RecorderConfig, log *slog.Logger, m *Metrics) *Recorder {
 
 // Record queues r without blocking.
 func (rc *Recorder) Record(r policy.DecisionRecord) {
-	if rc == nil || rc.cfg.URL == "" {
-		return
-	}
-	if !rc.cfg.RecordAllowed && r.Verdict == policy.VerdictAllow && len(r.Exempted) == 0 && len(r.Notes) == 0 && r.Operation != "CONNECT" {
+	if !rc.wants(r.Operation, r.Verdict, len(r.Exempted), len(r.Notes)) {
 		return
 	}
 	select {
@@ -79,6 +76,15 @@ func (rc *Recorder) Record(r policy.DecisionRecord) {
 			rc.m.recordsDropped.Inc()
 		}
 	}
+}
+
+// wants says whether a decision is recorded at all. The webhook asks
+// before building a record: most reviews are plain allows, not recorded.
+func (rc *Recorder) wants(operation string, verdict policy.Verdict, exempted, notes int) bool {
+	if rc == nil || rc.cfg.URL == "" {
+		return false
+	}
+	return rc.cfg.RecordAllowed || verdict != policy.VerdictAllow || exempted > 0 || notes > 0 || operation == "CONNECT"
 }
 
 // Run delivers until ctx ends, then tries one last flush for up to 5s.

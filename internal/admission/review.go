@@ -93,14 +93,14 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, *policy.Request, e
 }
 
 // response builds the AdmissionReview answer for a decision.
-func response(uid string, d *policy.Decision, what string) *admissionv1.AdmissionReview {
+func response(req *policy.Request, d *policy.Decision) *admissionv1.AdmissionReview {
 	out := &admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: &admissionv1.AdmissionResponse{UID: types.UID(uid), Allowed: d.Allowed},
+		Response: &admissionv1.AdmissionResponse{UID: types.UID(req.UID), Allowed: d.Allowed},
 	}
 	if !d.Allowed {
 		out.Response.Result = &metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden,
-			Message: truncate(d.Message(what), maxMessage)}
+			Message: truncate(d.Message(describe(req)), maxMessage)}
 	}
 	out.Response.Warnings = warnings(d.Warnings())
 	return out

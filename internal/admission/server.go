@@ -216,7 +216,6 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var d policy.Decision
 	set := s.deps.Policies.Current()
-	what := describe(req)
 	switch {
 	case set == nil:
 		s.badRequest(w, "no_policies", errors.New("no policies loaded"))
@@ -232,7 +231,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		}
 		d = set.Evaluate(ctx, req)
 	}
-	out := response(req.UID, &d, what)
+	out := response(req, &d)
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(out); err != nil {
 		s.log.Warn("admission response not written", "err", err)
@@ -245,9 +244,9 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		s.m.violations.WithLabelValues(family, string(v.Mode)).Inc()
 	}
 	if d.Verdict != policy.VerdictAllow {
-		s.log.Info("admission decision", "verdict", d.Verdict, "what", what, "user", req.User.Username, "violations", len(d.Violations))
+		s.log.Info("admission decision", "verdict", d.Verdict, "what", describe(req), "user", req.User.Username, "violations", len(d.Violations))
 	}
-	if s.deps.Recorder != nil {
+	if s.deps.Recorder.wants(req.Operation, d.Verdict, len(d.Exempted), len(d.Notes)) {
 		s.deps.Recorder.Record(s.record(req, &d, elapsed))
 	}
 }

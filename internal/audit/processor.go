@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/rules"
@@ -260,19 +258,19 @@ func (p *Processor) appendAlert(out []alerts.Alert, cluster, raw string, ae *rul
 		ID:   "audit-" + hex.EncodeToString(id[:16]),
 		Time: at.UTC(), Source: alerts.SourceAudit,
 		Rule: ri.name, RuleVersion: p.cfg.RuleVersion, Severity: sev,
-		Title:       clean(ri.title, alerts.MaxTitleLen),
+		Title:       alerts.CleanText(ri.title, alerts.MaxTitleLen),
 		MitreTactic: tactic, MitreTechnique: technique,
-		Cluster:   clean(cluster, 512),
-		Namespace: clean(ae.Namespace, 512),
+		Cluster:   alerts.CleanText(cluster, 512),
+		Namespace: alerts.CleanText(ae.Namespace, 512),
 	}
 	switch {
 	case ae.Resource == "pods":
-		a.Pod = clean(ae.Name, 512)
+		a.Pod = alerts.CleanText(ae.Name, 512)
 	case workloadKinds[ae.Resource] != "" && ae.Name != "":
-		a.Workload = clean(workloadKinds[ae.Resource]+"/"+ae.Name, 512)
+		a.Workload = alerts.CleanText(workloadKinds[ae.Resource]+"/"+ae.Name, 512)
 	}
 	if len(ae.Images) > 0 {
-		a.Image = clean(ae.Images[0], 512)
+		a.Image = alerts.CleanText(ae.Images[0], 512)
 	}
 	a.Evidence = evidence(raw, ae)
 	// Grouping: the same rule on the same object by the same user is one
@@ -309,33 +307,4 @@ func evidence(raw string, ae *rules.AuditEvent) json.RawMessage {
 		return json.RawMessage(`{"truncated":true}`)
 	}
 	return b
-}
-
-// clean makes an untrusted string fit an alert field: valid UTF-8, no
-// control characters (a log- and terminal-injection vector), at most n
-// bytes.
-func clean(s string, n int) string {
-	ok := utf8.ValidString(s) && len(s) <= n
-	if ok {
-		for _, r := range s {
-			if unicode.IsControl(r) && r != '\t' {
-				ok = false
-				break
-			}
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range strings.ToValidUTF8(s, "?") {
-		if unicode.IsControl(r) && r != '\t' {
-			r = '?'
-		}
-		if b.Len()+utf8.RuneLen(r) > n {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/rules"
 )
 
@@ -177,7 +178,7 @@ func (r *Receiver) authenticate(req *http.Request) (*Client, int, string) {
 				return c, 0, ""
 			}
 		}
-		return nil, http.StatusForbidden, fmt.Sprintf("client certificate CN %q is not an allowed audit client", clean(cn, 128))
+		return nil, http.StatusForbidden, fmt.Sprintf("client certificate CN %q is not an allowed audit client", alerts.CleanText(cn, 128))
 	}
 	h := req.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
@@ -220,7 +221,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			r.rejected.Add(1)
-			r.reply(w, http.StatusUnsupportedMediaType, fmt.Sprintf("want application/json, got %q", clean(ct, 100)))
+			r.reply(w, http.StatusUnsupportedMediaType, fmt.Sprintf("want application/json, got %q", alerts.CleanText(ct, 100)))
 			return
 		}
 	}

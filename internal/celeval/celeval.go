@@ -237,31 +237,9 @@ func ToValue(obj any) (any, error) {
 
 // FromJSON decodes JSON into the form Vars holds (integers as int64).
 func FromJSON(raw []byte) (any, error) {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := parseJSON(raw)
+	if err != nil {
 		return nil, fmt.Errorf("decode JSON for CEL: %w", err)
 	}
-	return numbers(v), nil
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	}
-	return v
+	return v, nil
 }

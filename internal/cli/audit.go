@@ -3,16 +3,11 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,7 +104,7 @@ func (a *app) runAuditWatch(ctx context.Context, f *auditWatchFlags, path string
 		if f.token == "" {
 			return errors.New("--server needs --token (or BULWARK_TOKEN)")
 		}
-		hc, err := centralClient(f.server, f.serverCA)
+		hc, _, err := centralClient(f.server, "--server-ca", f.serverCA, time.Minute)
 		if err != nil {
 			return err
 		}
@@ -161,37 +156,6 @@ func auditEngine(extra []string) (*rules.Engine, string, error) {
 		return nil, "", err
 	}
 	return eng, audit.RuleVersion(files), nil
-}
-
-// centralClient is an HTTP client for central: TLS verified against the
-// system roots or caFile, plain HTTP only to a loopback address, never
-// following redirects (they could carry the token elsewhere).
-func centralClient(server, caFile string) (*http.Client, error) {
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, errors.New("--server must be an https:// URL")
-	}
-	if u.Scheme == "http" {
-		ip := net.ParseIP(u.Hostname())
-		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
-		}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--server-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--server-ca %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return &http.Client{Transport: tr, Timeout: time.Minute,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }
 
 // jsonLinesSink prints alerts, one JSON object a line.

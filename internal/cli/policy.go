@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -144,7 +142,7 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 			}
 			continue
 		}
-		files, err := policyManifestFiles(p)
+		files, err := manifestFiles(p, ".yaml", ".yml", ".json")
 		if err != nil {
 			rep.Errors = append(rep.Errors, err.Error())
 			continue
@@ -185,32 +183,6 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
 	}
 	return rep, nil
-}
-
-// policyManifestFiles lists the .yaml/.yml/.json files under directory p
-// (recursively, symlinks not followed), or p itself.
-func policyManifestFiles(p string) ([]string, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() {
-		return []string{p}, nil
-	}
-	var out []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
-				out = append(out, path)
-			}
-		}
-		return nil
-	})
-	return out, err
 }
 
 // scanPolicyGate judges a scanned image with the vulnerability and

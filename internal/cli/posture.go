@@ -1,22 +1,13 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
@@ -312,69 +303,6 @@ func (a *app) uploadPosture(ctx context.Context, f *uploadFlags, target, name st
 	return nil
 }
 
-// postToCentral posts body as JSON to central and decodes a 201 answer
-// into out, with the same transport rules as scan uploads: the server's
-// certificate is verified, plain http only to loopback, no redirects.
-func postToCentral(ctx context.Context, server, token, caFile, path string, body, out any) error {
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("--server must be an https:// URL")
-	}
-	if u.Scheme == "http" {
-		ip := net.ParseIP(u.Hostname())
-		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
-		}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return fmt.Errorf("--server-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--server-ca %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String()+path, bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Minute,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
-			return fmt.Errorf("%s: %s (%s)", resp.Status, e.Error.Message, e.Error.Code)
-		}
-		return fmt.Errorf("%s", resp.Status)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	return nil
-}
-
 func (a *app) postureFixCmd() *cobra.Command {
 	var f postureFlags
 	var diff bool
@@ -411,7 +339,7 @@ Exit codes: 0 done, 2 some files could not be fixed.`,
 			}
 			var files []string
 			for _, p := range args {
-				fs, err := manifestFiles(p)
+				fs, err := manifestFiles(p, ".yaml", ".yml")
 				if err != nil {
 					return fmt.Errorf("posture fix: %w", err)
 				}
@@ -480,32 +408,6 @@ func (a *app) fixOne(cmd *cobra.Command, ev *posture.Evaluator, dec *posture.Dec
 	}
 	fmt.Fprintf(a.env.Stderr, "posture fix: %s: %d fixes applied\n", p, len(res.Applied))
 	return nil
-}
-
-// manifestFiles is p itself, or the .yaml/.yml files under directory p
-// (symlinks not followed). JSON manifests are not rewritten.
-func manifestFiles(p string) ([]string, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() {
-		return []string{p}, nil
-	}
-	var out []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml":
-				out = append(out, path)
-			}
-		}
-		return nil
-	})
-	return out, err
 }
 
 func (a *app) postureClusterCmd() *cobra.Command {

@@ -2,16 +2,10 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -78,7 +72,7 @@ func (a *app) runRespond(ctx context.Context, f *respondFlags) error {
 	case f.interval < time.Second:
 		return errors.New("--interval must be at least 1s")
 	}
-	hc, base, err := respondCentralClient(f.server, f.serverCA)
+	hc, base, err := centralClient(f.server, "--server-ca", f.serverCA, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -104,35 +98,4 @@ func (a *app) runRespond(ctx context.Context, f *respondFlags) error {
 	}
 	a.log.Info("responder started", "server", base, "cluster", f.cluster, "interval", f.interval)
 	return agent.Run(ctx)
-}
-
-// respondCentralClient is an HTTP client for central's API: the certificate is
-// always verified (system roots or caFile), plain http only to loopback,
-// and redirects are not followed (they would carry the token elsewhere).
-func respondCentralClient(server, caFile string) (*http.Client, string, error) {
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, "", fmt.Errorf("--server must be an https:// URL")
-	}
-	if u.Scheme == "http" {
-		ip := net.ParseIP(u.Hostname())
-		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, "", fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
-		}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("--server-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, "", fmt.Errorf("--server-ca %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return &http.Client{Transport: tr, Timeout: time.Minute,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, u.String(), nil
 }

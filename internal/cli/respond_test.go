@@ -184,7 +184,7 @@ func startRespondCentral(t *testing.T) *respondCentral {
 	if _, err := os.Stat(c.caPath); err != nil {
 		t.Fatalf("central's self-signed certificate: %v", err)
 	}
-	if c.client, _, err = respondCentralClient(c.url, c.caPath); err != nil {
+	if c.client, _, err = centralClient(c.url, "--server-ca", c.caPath, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if c.admin, _, err = st.CreateToken(ctx, "test-admin", store.RoleAdmin, time.Time{}, "test"); err != nil {

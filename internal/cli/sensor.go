@@ -3,17 +3,13 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -241,7 +237,7 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	}
 	var sp *spool.Spool
 	if f.server != "" {
-		client, base, err := sensorCentralClient(f.server, f.ca)
+		client, base, err := centralClient(f.server, "--ca", f.ca, 30*time.Second)
 		if err != nil {
 			return err
 		}
@@ -425,33 +421,6 @@ func drainSpool(ctx context.Context, sp *spool.Spool, max time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func sensorCentralClient(server, caFile string) (*http.Client, string, error) {
-	u, err := url.Parse(strings.TrimRight(server, "/"))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, "", fmt.Errorf("--server must be an https:// URL")
-	}
-	if u.Scheme == "http" {
-		ip := net.ParseIP(u.Hostname())
-		if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, "", fmt.Errorf("refusing to send a token over plain HTTP to %s (use https)", u.Host)
-		}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("--ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, "", fmt.Errorf("--ca %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, u.String(), nil
 }
 
 func serveMetrics(ctx context.Context, wg *sync.WaitGroup, addr string, c *sensor.Counters, en *enrich.Enricher, sp *spool.Spool, log interface {

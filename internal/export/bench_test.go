@@ -17,8 +17,8 @@ import (
 func BenchmarkOutbox(b *testing.B) {
 	for _, be := range backends {
 		for _, exports := range []int{1, 3} {
-			b.Run(fmt.Sprintf("%s/exports=%d", be.name, exports), func(b *testing.B) {
-				st := openStore(b, be.dsn(b))
+			b.Run(fmt.Sprintf("%s/exports=%d", be.Name, exports), func(b *testing.B) {
+				st := openStore(b, be.DSN(b))
 				ctx := context.Background()
 				var ids []int64
 				for i := range exports {

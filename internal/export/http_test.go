@@ -126,8 +126,8 @@ func records(n, from int) []Record {
 // receiver once each, in order, through the dispatcher (both backends).
 func TestWebhookThroughOutbox(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			st := openStore(t, b.dsn(t))
+		t.Run(b.Name, func(t *testing.T) {
+			st := openStore(t, b.DSN(t))
 			wr, srv := newWebhookReceiver(t, "s3cret-hmac")
 			e := createExport(t, st, Config{Name: "hook", Type: TypeWebhook, URL: srv.URL, BatchSize: 7,
 				Secrets: Secrets{HMACKey: "s3cret-hmac"}})
@@ -155,7 +155,7 @@ func TestWebhookThroughOutbox(t *testing.T) {
 // the timeout and retried; a 4xx for one record makes it a dead letter
 // without blocking the rest.
 func TestWebhookFaults(t *testing.T) {
-	st := openStore(t, backends[0].dsn(t))
+	st := openStore(t, backends[0].DSN(t))
 	ctx := context.Background()
 
 	t.Run("500 then recovers", func(t *testing.T) {
@@ -463,7 +463,7 @@ func (es *esReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the items that succeeded, and a redelivered batch (the 409s of "create"
 // with _id = alert id) indexes nothing twice.
 func TestElasticsearchBulk(t *testing.T) {
-	st := openStore(t, backends[0].dsn(t))
+	st := openStore(t, backends[0].DSN(t))
 	es := &esReceiver{docs: map[string]map[string]any{}, reject: map[string]int{}}
 	srv := httptest.NewServer(es)
 	defer srv.Close()

@@ -1,36 +1,17 @@
 package export
 
 import (
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/bulwark-security/bulwark/internal/importcheck"
 )
 
 // TestImports keeps the dependency direction of doc.go: the server wires
 // this package, never the other way round.
 func TestImports(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			p := strings.Trim(imp.Path.Value, `"`)
-			if strings.HasSuffix(p, "/internal/server") || strings.HasSuffix(p, "/internal/cli") || strings.HasSuffix(p, "/internal/console") {
-				t.Errorf("%s imports %s", name, p)
-			}
-		}
-	}
+	importcheck.Forbid(t, ".", func(p string) bool {
+		return importcheck.Internal(p, "server") || importcheck.Internal(p, "cli") || importcheck.Internal(p, "console")
+	})
 }
 
 // TestTypesHaveExporters: every type in Types builds (the one explicit

@@ -69,8 +69,8 @@ func TestKill9MidDelivery(t *testing.T) {
 		t.Skip("re-executes the test binary")
 	}
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.DSN(t)
 			st := openStore(t, dsn)
 			wr, srv := newWebhookReceiver(t, "kill-key")
 			wr.hang = 15 * time.Millisecond // slow enough to be caught mid-batch

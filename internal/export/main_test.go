@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,15 +25,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type backend struct {
-	name string
-	dsn  func(t testing.TB) string
-}
-
-var backends = []backend{
-	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "bulwark.db") }},
-	{"postgres", func(t testing.TB) string { return pg.DSN(t) }},
-}
+// backends are the two databases the tests run against.
+var backends = pg.Backends()
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 

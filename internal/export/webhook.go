@@ -83,12 +83,14 @@ func encodeRecord(r *Record, format, version string) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// Deliver sends the records one by one, in order, stopping at the first
-// failure (the rest keep their place for the retry).
-func (w *webhook) Deliver(ctx context.Context, recs []Record) error {
+// deliverEach sends the records one by one, in order, stopping at the first
+// failure: with one record that error is returned as is; with more, a
+// BatchError marks the failed record and the ones after it as not attempted,
+// so they keep their place for the retry.
+func deliverEach(ctx context.Context, recs []Record, send func(context.Context, *Record) error) error {
 	errs := make([]error, len(recs))
 	for i := range recs {
-		if err := w.send(ctx, &recs[i]); err != nil {
+		if err := send(ctx, &recs[i]); err != nil {
 			if len(recs) == 1 {
 				return err
 			}
@@ -100,6 +102,11 @@ func (w *webhook) Deliver(ctx context.Context, recs []Record) error {
 		}
 	}
 	return nil
+}
+
+// Deliver sends the records one by one (deliverEach).
+func (w *webhook) Deliver(ctx context.Context, recs []Record) error {
+	return deliverEach(ctx, recs, w.send)
 }
 
 func (w *webhook) send(ctx context.Context, r *Record) error {
@@ -158,20 +165,7 @@ func newChat(c *Config, deps Deps, build func(r *Record) any) (*chat, error) {
 func (h *chat) Name() string { return h.c.Name }
 
 func (h *chat) Deliver(ctx context.Context, recs []Record) error {
-	errs := make([]error, len(recs))
-	for i := range recs {
-		if err := h.send(ctx, &recs[i]); err != nil {
-			if len(recs) == 1 {
-				return err
-			}
-			errs[i] = err
-			for j := i + 1; j < len(recs); j++ {
-				errs[j] = errNotAttempted
-			}
-			return &BatchError{Errs: errs}
-		}
-	}
-	return nil
+	return deliverEach(ctx, recs, h.send)
 }
 
 func (h *chat) send(ctx context.Context, r *Record) error {

@@ -51,8 +51,31 @@ func newSet(ps []*Policy, version string) (*Set, error) {
 			}
 		}
 		p.posture = i
+		p.want = [2]map[string]string{p.postureWant(false), p.postureWant(true)}
 	}
 	return s, nil
+}
+
+// postureWant maps the posture controls p judges to their rule family.
+func (p *Policy) postureWant(imageRulesOnly bool) map[string]string {
+	want := map[string]string{} // control id -> rule family
+	if c := p.config; c != nil && !imageRulesOnly {
+		for id := range c.controls {
+			want[id] = RuleConfiguration
+		}
+	}
+	if r := p.prov; r != nil {
+		if r.noLatest {
+			want[controlLatest] = RuleProvenance
+		}
+		if r.requireDigest {
+			want[controlDigest] = RuleProvenance
+		}
+		if r.trusted {
+			want[controlTrusted] = RuleProvenance
+		}
+	}
+	return want
 }
 
 // Policies lists the loaded policies by name.
@@ -454,11 +477,25 @@ func appendOnce(list []string, s string) []string {
 // every finding of every image under every vulnerability policy: no
 // allocation on the common path.
 func (r *vulnRule) violates(f *Finding, now time.Time) string {
-	if len(r.exceptions) > 0 && (r.excepted(f.ID, now) || slices.ContainsFunc(f.Aliases, func(id string) bool { return r.excepted(id, now) })) {
-		return ""
+	if len(r.exceptions) > 0 {
+		if r.excepted(f.ID, now) {
+			return ""
+		}
+		for _, id := range f.Aliases {
+			if r.excepted(id, now) {
+				return ""
+			}
+		}
 	}
-	if len(r.deny) > 0 && (r.deny[f.ID] || slices.ContainsFunc(f.Aliases, func(id string) bool { return r.deny[id] })) {
-		return "denied by id"
+	if len(r.deny) > 0 {
+		if r.denied(f.ID) {
+			return "denied by id"
+		}
+		for _, id := range f.Aliases {
+			if r.denied(id) {
+				return "denied by id"
+			}
+		}
 	}
 	if r.knownExploited && f.KEV {
 		return "known exploited (CISA KEV)"
@@ -482,6 +519,20 @@ func (r *vulnRule) violates(f *Finding, now time.Time) string {
 		return "above the allowed " + sevWord(r.maxSeverity)
 	}
 	return fmt.Sprintf("CVSS ≥ %.1f", r.minCVSS)
+}
+
+// denied says whether id is on the rule's deny list. It runs for every id
+// and alias of every finding: short lists are scanned, not hashed.
+func (r *vulnRule) denied(id string) bool {
+	if len(r.denyList) <= 8 {
+		for _, d := range r.denyList {
+			if d == id {
+				return true
+			}
+		}
+		return false
+	}
+	return r.deny[id]
 }
 
 func (r *vulnRule) excepted(id string, now time.Time) bool {
@@ -548,25 +599,17 @@ func (p *Policy) evalPosture(ctx context.Context, ev *evaluation) []Violation {
 	if len(rep.Objects) == 0 {
 		return nil
 	}
-	want := map[string]string{} // control id -> rule family
+	want := p.want[0]
+	if ev.req.ImageRulesOnly {
+		want = p.want[1]
+	}
+	if want == nil { // a policy not loaded through newSet
+		want = p.postureWant(ev.req.ImageRulesOnly)
+	}
 	var level string
 	if c := p.config; c != nil && !ev.req.ImageRulesOnly {
-		for id := range c.controls {
-			want[id] = RuleConfiguration
-		}
 		if c.podSecurity != "" && pssOrder[rep.Objects[0].PSSLevel] < pssOrder[c.podSecurity] {
 			level = c.podSecurity
-		}
-	}
-	if r := p.prov; r != nil {
-		if r.noLatest {
-			want[controlLatest] = RuleProvenance
-		}
-		if r.requireDigest {
-			want[controlDigest] = RuleProvenance
-		}
-		if r.trusted {
-			want[controlTrusted] = RuleProvenance
 		}
 	}
 	var out []Violation

@@ -579,6 +579,9 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 			bad(fmt.Sprintf("minCVSS %v: want 0-10", v.MinCVSS), "vulnerabilities", "minCVSS")
 		}
 		for _, id := range v.Deny {
+			if !r.deny[id] {
+				r.denyList = append(r.denyList, id)
+			}
 			r.deny[id] = true
 		}
 		for i, x := range v.Exceptions {

@@ -74,6 +74,10 @@ type Policy struct {
 	// Set.posture.
 	postureKey *postureKey
 	posture    int
+	// want maps the posture controls the policy judges to their rule
+	// family: [0] for full requests, [1] for ImageRulesOnly. Built once
+	// by newSet, read by every evaluation.
+	want [2]map[string]string
 }
 
 // Exemption lifts a policy's rules for the objects it matches until it
@@ -139,6 +143,7 @@ type vulnRule struct {
 	minCVSS        float64
 	knownExploited bool
 	deny           map[string]bool
+	denyList       []string // deny's ids, for the short lists where a scan beats hashing
 	exceptions     map[string]vulnException
 	unscanned      Unscanned
 	scanTimeout    time.Duration
@@ -215,7 +220,9 @@ func (k postureKey) config() posture.Config {
 		}
 		return strings.Split(s, "\x00")
 	}
-	return posture.Config{PSSVersion: k.pssVersion, AllowedHostPaths: split(k.hostPaths), TrustedRegistries: split(k.registries)}
+	// Decisions read only the results: no framework or namespace scores.
+	return posture.Config{PSSVersion: k.pssVersion, AllowedHostPaths: split(k.hostPaths), TrustedRegistries: split(k.registries),
+		SkipScores: true}
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)

@@ -131,16 +131,11 @@ func sarifLevel(m Mode) string {
 	return "note"
 }
 
+// securitySeverity is the severity's band score, 5.0 (medium) when the
+// policy rule gave none.
 func securitySeverity(s vulndb.Severity) string {
-	switch s {
-	case vulndb.SeverityCritical:
-		return "9.5"
-	case vulndb.SeverityHigh:
-		return "8.0"
-	case vulndb.SeverityMedium:
-		return "5.5"
-	case vulndb.SeverityLow:
-		return "2.0"
+	if b := s.BandScore(); b != "" {
+		return b
 	}
 	return "5.0"
 }

@@ -32,6 +32,10 @@ type Config struct {
 	// Custom are the organisation's CEL controls, evaluated after the
 	// catalogue on the objects of the kinds they match.
 	Custom []CustomControl
+	// SkipScores leaves Report.Frameworks and Report.Namespaces empty.
+	// The admission webhook judges one object per request and reads only
+	// its results: scoring was half of the evaluation's cost there.
+	SkipScores bool
 }
 
 // Exception accepts the failures of one control on the objects its
@@ -323,7 +327,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 			}
 		}
 	}
-	e.score(rep)
+	if !e.cfg.SkipScores {
+		e.score(rep)
+	}
 	return rep, nil
 }
 

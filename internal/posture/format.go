@@ -101,20 +101,6 @@ func writeTable(w io.Writer, rep *Report) error {
 	return nil
 }
 
-func sarifLevel(s vulndb.Severity) string {
-	switch s {
-	case vulndb.SeverityCritical, vulndb.SeverityHigh:
-		return "error"
-	case vulndb.SeverityMedium:
-		return "warning"
-	}
-	return "note"
-}
-
-func securitySeverity(s vulndb.Severity) string {
-	return map[vulndb.Severity]string{vulndb.SeverityCritical: "9.5", vulndb.SeverityHigh: "8.0", vulndb.SeverityMedium: "5.5", vulndb.SeverityLow: "2.0"}[s]
-}
-
 func writeSARIF(w io.Writer, rep *Report) error {
 	type msg struct {
 		Text string `json:"text"`
@@ -141,13 +127,13 @@ func writeSARIF(w io.Writer, rep *Report) error {
 		idx[c.ID] = i
 		tags := append([]string{"security", "kubernetes"}, c.Frameworks()...)
 		rules = append(rules, rule{ID: c.ID, Name: c.ID, ShortDescription: msg{c.Title}, FullDescription: msg{c.Rationale},
-			Help: msg{c.Remediation}, Properties: map[string]any{"tags": tags, "security-severity": securitySeverity(c.Severity),
+			Help: msg{c.Remediation}, Properties: map[string]any{"tags": tags, "security-severity": c.Severity.BandScore(),
 				"cis": c.CIS, "nsa": c.NSA, "pss": c.PSS, "mitre": c.MITRE}})
 	}
 	results := []result{}
 	for _, f := range rep.failures() {
 		o := rep.Objects[f.Object]
-		res := result{RuleID: f.Control, RuleIndex: idx[f.Control], Level: sarifLevel(f.Severity),
+		res := result{RuleID: f.Control, RuleIndex: idx[f.Control], Level: f.Severity.SARIFLevel(),
 			Message: msg{o.String() + ": " + f.Message}}
 		if o.Source != "" && o.Source != "-" {
 			loc := map[string]any{"artifactLocation": map[string]any{"uri": o.Source}}

@@ -259,6 +259,17 @@ func TestScores(t *testing.T) {
 			t.Errorf("no score for %s", f)
 		}
 	}
+	// SkipScores (the webhook's setting) changes nothing but the scores.
+	skipped := evaluate(t, Config{SkipScores: true}, decodeFiles(t, manifestFiles(t)...))
+	if len(skipped.Frameworks) != 0 || len(skipped.Namespaces) != 0 {
+		t.Errorf("SkipScores: %d framework and %d namespace scores", len(skipped.Frameworks), len(skipped.Namespaces))
+	}
+	if diff := cmp.Diff(rep.Results, skipped.Results, cmp.AllowUnexported(Result{})); diff != "" {
+		t.Errorf("SkipScores changed the results (-scored +skipped):\n%s", diff)
+	}
+	if diff := cmp.Diff(rep.Objects, skipped.Objects); diff != "" {
+		t.Errorf("SkipScores changed more than the scores (-scored +skipped):\n%s", diff)
+	}
 }
 
 func TestExceptions(t *testing.T) {

@@ -116,18 +116,6 @@ type sarifRegion struct {
 	StartLine int `json:"startLine"`
 }
 
-// sarifLevel maps a severity to a SARIF level; GitHub shows "error" as a
-// failing check.
-func sarifLevel(s vulndb.Severity) string {
-	switch s {
-	case vulndb.SeverityCritical, vulndb.SeverityHigh:
-		return "error"
-	case vulndb.SeverityMedium:
-		return "warning"
-	}
-	return "note"
-}
-
 // securitySeverity is the number GitHub bands alerts by. It is the primary
 // CVSS score when that score's band agrees with the reported severity;
 // otherwise (no score, or a distribution rating its own advisory differently
@@ -140,17 +128,7 @@ func securitySeverity(v *vulndb.Vulnerability) string {
 	if c := primaryCVSS(v); c != nil && vulndb.SeverityFromScore(c.Score) == v.Severity {
 		return formatScore(c.Score)
 	}
-	switch v.Severity {
-	case vulndb.SeverityCritical:
-		return "9.5"
-	case vulndb.SeverityHigh:
-		return "8.0"
-	case vulndb.SeverityMedium:
-		return "5.5"
-	case vulndb.SeverityLow:
-		return "2.0"
-	}
-	return ""
+	return v.Severity.BandScore()
 }
 
 func writeSARIF(buf *bytes.Buffer, res *scan.Result) error {
@@ -188,7 +166,7 @@ func writeSARIF(buf *bytes.Buffer, res *scan.Result) error {
 		results = append(results, sarifResult{
 			RuleID:    id,
 			RuleIndex: index[id],
-			Level:     sarifLevel(severityOf(f)),
+			Level:     severityOf(f).SARIFLevel(),
 			Message:   sarifMessage{Text: sarifResultText(f, res, target)},
 			Locations: []sarifLocation{loc},
 			PartialFingerprints: map[string]string{
@@ -308,7 +286,7 @@ func sarifRuleFor(first *scan.Finding, all []*scan.Finding) sarifRule {
 		FullDescription:      sarifMessage{Text: full},
 		Help:                 sarifMultiformat{Text: text.String(), Markdown: md.String()},
 		HelpURI:              osvURL(id),
-		DefaultConfiguration: sarifConfiguration{Level: sarifLevel(v.Severity)},
+		DefaultConfiguration: sarifConfiguration{Level: v.Severity.SARIFLevel()},
 		Properties: sarifRuleProperties{
 			SecuritySeverity: securitySeverity(v),
 			Precision:        "very-high",

@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -212,7 +209,7 @@ func (s *Sensor) emit(ev *rules.Event, info *enrich.Info, rule, version string, 
 		ID:     uuid.Must(uuid.NewV7()).String(),
 		Time:   time.Unix(0, ev.Time).UTC(),
 		Source: alerts.SourceSensor, Rule: rule, RuleVersion: version, Severity: sev,
-		Title:       cleanText(title, alerts.MaxTitleLen),
+		Title:       alerts.CleanText(title, alerts.MaxTitleLen),
 		MitreTactic: tactic, MitreTechnique: tech,
 		Cluster: s.cfg.Cluster, Node: s.cfg.Node,
 		Namespace: ev.K8s.Namespace, Pod: ev.K8s.PodName, Container: ev.Container.Name,
@@ -228,7 +225,7 @@ func (s *Sensor) emit(ev *rules.Event, info *enrich.Info, rule, version string, 
 		a.ImageDigest, a.Workload = info.ImageDigest, info.Workload
 	}
 	for _, f := range []*string{&a.Namespace, &a.Pod, &a.Container, &a.ContainerID, &a.Image, &a.ImageDigest, &a.Workload} {
-		*f = cleanText(*f, 512)
+		*f = alerts.CleanText(*f, 512)
 	}
 	if len(key) > 0 {
 		a.Fingerprint = alerts.Fingerprint(a, key...)
@@ -244,35 +241,6 @@ func (s *Sensor) emit(ev *rules.Event, info *enrich.Info, rule, version string, 
 	default:
 		s.c.AlertsDropped.Add(1)
 	}
-}
-
-// cleanText makes outside text (paths and command lines with odd bytes)
-// safe for the alert: valid UTF-8, no control characters, bounded.
-func cleanText(s string, limit int) string {
-	ok := utf8.ValidString(s) && len(s) <= limit
-	if ok {
-		for _, r := range s {
-			if unicode.IsControl(r) && r != '\t' {
-				ok = false
-				break
-			}
-		}
-	}
-	if ok {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if unicode.IsControl(r) && r != '\t' {
-			r = '?'
-		}
-		if b.Len()+utf8.RuneLen(r) > limit-3 {
-			b.WriteString("...")
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // BatchSink is a Sink that takes several alerts at once (the spool: one

@@ -83,12 +83,12 @@ func testAlert(t testing.TB, id string, i int, ns, workload string, at time.Time
 
 func TestAlertAPI(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { testAlertAPI(t, b) })
+		t.Run(b.Name, func(t *testing.T) { testAlertAPI(t, b) })
 	}
 }
 
 func testAlertAPI(t *testing.T, b backend) {
-	e := startEnv(t, b.dsn(t), Config{Workers: -1})
+	e := startEnv(t, b.DSN(t), Config{Workers: -1})
 	agent, analyst := e.token(store.RoleAgent), e.token(store.RoleAnalyst)
 	now := time.Now().UTC().Truncate(time.Second)
 	var batch []alerts.Alert
@@ -375,9 +375,9 @@ func TestKill9DuringAlertIngest(t *testing.T) {
 		t.Skip("re-executes the test binary")
 	}
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := b.dsn(t)
+			dsn := b.DSN(t)
 			st, err := store.Open(ctx, dsn, store.Options{SecretKey: testKey})
 			if err != nil {
 				t.Fatal(err)

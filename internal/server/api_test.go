@@ -63,7 +63,7 @@ func TestAPI(t *testing.T) {
 	dbDir := server.ImportDB(t, server.AdvisoryFiles(t))
 	demo := server.DemoImagePath(t)
 	for _, b := range server.Backends {
-		t.Run(b.Name(), func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			e := server.StartEnv(t, b.DSN(t), server.Config{Workers: -1, DBDir: dbDir, MaxUploadBytes: 4 << 20})
 			ci := e.Token(store.RoleCI)
 			report := filepath.Join(t.TempDir(), "report.json")

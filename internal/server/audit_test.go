@@ -31,11 +31,11 @@ func auditLine(id, ns, name string) string {
 // both reach the real store (SQLite and PostgreSQL), once each.
 func TestAuditInCentral(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			logPath := filepath.Join(t.TempDir(), "audit.log")
 			os.WriteFile(logPath, []byte(auditLine("log-1", "batch", "from-file")+"\n"), 0o600)
 			token := "audit-token-0123456789abcdef"
-			e := startEnv(t, b.dsn(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1, Audit: AuditConfig{
+			e := startEnv(t, b.DSN(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1, Audit: AuditConfig{
 				Listen:   "127.0.0.1:0",
 				Clients:  []audit.Client{{Cluster: "prod", Token: token}},
 				LogFiles: []AuditLogFile{{Cluster: "managed", Path: logPath}},
@@ -90,7 +90,7 @@ func TestAuditInCentral(t *testing.T) {
 // to central's audit listener; the alert lands in the real store.
 func TestAuditFromRealAPIServer(t *testing.T) {
 	token := "apiserver-token-0123456789abcdef"
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1, Audit: AuditConfig{
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1, Audit: AuditConfig{
 		Listen:  "127.0.0.1:0",
 		Clients: []audit.Client{{Cluster: "real", Token: token}},
 	}})
@@ -124,7 +124,7 @@ func TestAuditFromRealAPIServer(t *testing.T) {
 // agent token; the same records sent again (a restarted watcher) are
 // duplicates, stored once.
 func TestAuditHTTPSinkToCentral(t *testing.T) {
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1})
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1})
 	var acc, dup int
 	sink := audit.SinkFunc(func(ctx context.Context, as []alerts.Alert) (int, int, error) {
 		a, d, err := (&audit.HTTPSink{Server: e.url, Token: e.token(store.RoleAgent), Client: e.client}).IngestAlerts(ctx, as)

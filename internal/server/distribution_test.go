@@ -119,10 +119,10 @@ func (c *capture) all() [][]byte {
 func TestDistributionEndToEnd(t *testing.T) {
 	bin := registryBinary(t)
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			dbDir := importDB(t, advisoryFiles(t))
-			e := startEnv(t, b.dsn(t), Config{Workers: 2, DBDir: dbDir, SweepInterval: -1})
+			e := startEnv(t, b.DSN(t), Config{Workers: 2, DBDir: dbDir, SweepInterval: -1})
 			const secret = "distribution-e2e-webhook-secret"
 			port := freePort(t)
 			regURL := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -264,7 +264,7 @@ notifications:
 				}
 				return false
 			})
-			if *updatePayloads && b.name == "sqlite" {
+			if *updatePayloads && b.Name == "sqlite" {
 				if err := os.WriteFile("testdata/distribution-push.json", manifestPush, 0o644); err != nil {
 					t.Fatal(err)
 				}

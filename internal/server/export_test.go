@@ -1,8 +1,6 @@
 package server
 
 import (
-	"testing"
-
 	"github.com/bulwark-security/bulwark/internal/store"
 )
 
@@ -20,15 +18,13 @@ var (
 	WaitFor       = waitFor
 )
 
-func (b backend) Name() string            { return b.name }
-func (b backend) DSN(t testing.TB) string { return b.dsn(t) }
-func (e *env) Store() *store.Store        { return e.st }
-func (e *env) URL() string                { return e.url }
-func (e *env) CAPath() string             { return e.caPath }
-func (e *env) Admin() string              { return e.admin }
-func (e *env) Token(r store.Role) string  { return e.token(r) }
-func (e *env) Server() *Server            { return e.srv }
-func (e *env) Get(path string, v any)     { e.get(path, v) }
+func (e *env) Store() *store.Store       { return e.st }
+func (e *env) URL() string               { return e.url }
+func (e *env) CAPath() string            { return e.caPath }
+func (e *env) Admin() string             { return e.admin }
+func (e *env) Token(r store.Role) string { return e.token(r) }
+func (e *env) Server() *Server           { return e.srv }
+func (e *env) Get(path string, v any)    { e.get(path, v) }
 func (e *env) Do(method, path, token string, body any, hdr ...string) (int, []byte) {
 	return e.do(method, path, token, body, hdr...)
 }

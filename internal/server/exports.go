@@ -99,6 +99,15 @@ func (s *Server) listExports(c *call) error {
 	return c.JSON(http.StatusOK, map[string]any{"items": out, "types": export.Types})
 }
 
+// replyExport answers with e as the API shows it.
+func (s *Server) replyExport(c *call, status int, e *store.Export) error {
+	v, err := s.exportView(c.r.Context(), e)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, v)
+}
+
 func (s *Server) getExport(c *call) error {
 	id, err := c.idParam("id")
 	if err != nil {
@@ -108,11 +117,7 @@ func (s *Server) getExport(c *call) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.exportView(c.r.Context(), e)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, v)
+	return s.replyExport(c, http.StatusOK, e)
 }
 
 // readExportConfig reads a configuration body (strictly: unknown fields
@@ -148,27 +153,34 @@ func (s *Server) createExport(c *call) error {
 		return err
 	}
 	s.nudgeExports()
-	v, err := s.exportView(c.r.Context(), e)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, v)
+	return s.replyExport(c, http.StatusCreated, e)
 }
 
 var errConfigExport = errorf(http.StatusConflict, "config_export", "this export is defined in the configuration file; change it there")
 
-func (s *Server) updateExport(c *call) error {
+// apiExport loads the export of the {id} path parameter for a change,
+// records it in the audit log by name, and refuses one defined in the
+// configuration file (the API must not edit what the file will restore).
+func (s *Server) apiExport(c *call) (int64, *store.Export, error) {
 	id, err := c.idParam("id")
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	old, err := s.st.GetExport(c.r.Context(), id)
+	e, err := s.st.GetExport(c.r.Context(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.audit(fmt.Sprintf("export/%d", id), map[string]any{"name": e.Name})
+	if e.Origin == store.ExportOriginConfig {
+		return 0, nil, errConfigExport
+	}
+	return id, e, nil
+}
+
+func (s *Server) updateExport(c *call) error {
+	id, old, err := s.apiExport(c)
 	if err != nil {
 		return err
-	}
-	c.audit(fmt.Sprintf("export/%d", id), map[string]any{"name": old.Name})
-	if old.Origin == store.ExportOriginConfig {
-		return errConfigExport
 	}
 	cfg, err := c.readExportConfig(false)
 	if err != nil {
@@ -212,25 +224,13 @@ func (s *Server) updateExport(c *call) error {
 		return err
 	}
 	s.nudgeExports()
-	v, err := s.exportView(c.r.Context(), e)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, v)
+	return s.replyExport(c, http.StatusOK, e)
 }
 
 func (s *Server) deleteExport(c *call) error {
-	id, err := c.idParam("id")
+	id, _, err := s.apiExport(c)
 	if err != nil {
 		return err
-	}
-	e, err := s.st.GetExport(c.r.Context(), id)
-	if err != nil {
-		return err
-	}
-	c.audit(fmt.Sprintf("export/%d", id), map[string]any{"name": e.Name})
-	if e.Origin == store.ExportOriginConfig {
-		return errConfigExport
 	}
 	if err := s.st.DeleteExport(c.r.Context(), id); err != nil {
 		return err

@@ -42,7 +42,7 @@ func TestExportsAPI(t *testing.T) {
 	defer recv.Close()
 
 	fromFile := export.Config{Name: "from-file", Type: export.TypeSyslog, Address: "127.0.0.1:9", Network: "udp"}
-	e := startEnv(t, backends[0].dsn(t), Config{InsecureHTTP: true, Workers: 1, SweepInterval: -1, DBWatchInterval: -1,
+	e := startEnv(t, backends[0].DSN(t), Config{InsecureHTTP: true, Workers: 1, SweepInterval: -1, DBWatchInterval: -1,
 		Exports: []export.Config{fromFile}})
 	ctx := context.Background()
 

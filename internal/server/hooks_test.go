@@ -42,8 +42,8 @@ func scanJobs(t testing.TB, st *store.Store) int {
 // deliveries create jobs; every other body gets a clear 4xx.
 func TestHooks(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			e := startEnv(t, b.dsn(t), Config{Workers: -1, MaxHookBytes: 64 << 10})
+		t.Run(b.Name, func(t *testing.T) {
+			e := startEnv(t, b.DSN(t), Config{Workers: -1, MaxHookBytes: 64 << 10})
 			createRegistry(t, e.st, "dist", "https://registry.example.com", "distribution", distSecret)
 			hb := createRegistry(t, e.st, "harbor", "https://harbor.example.com", "harbor", harborSecret)
 			_ = hb

@@ -154,9 +154,9 @@ func TestKill9DuringScanWave(t *testing.T) {
 	digests := pushDemoVariants(t, host, "wave/app", wave)
 	dbDir := importDB(t, advisoryFiles(t))
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := b.dsn(t)
+			dsn := b.DSN(t)
 			st, err := store.Open(ctx, dsn, store.Options{SecretKey: testKey})
 			if err != nil {
 				t.Fatal(err)

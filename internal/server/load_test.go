@@ -34,8 +34,8 @@ func TestHookLoad(t *testing.T) {
 	}
 	const rate = 1000
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			e := startEnv(t, b.dsn(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1})
+		t.Run(b.Name, func(t *testing.T) {
+			e := startEnv(t, b.DSN(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1})
 			createRegistry(t, e.st, "load", "https://registry.example.com", "distribution", distSecret)
 			total := rate * seconds
 			queue := make(chan int, rate)
@@ -94,7 +94,7 @@ func TestHookLoad(t *testing.T) {
 				return lat[min(int(float64(len(lat))*p), len(lat)-1)]
 			}
 			t.Logf("%s: %d notifications offered at %d/s over %s: %d sent, %d accepted, %d failed, %d dropped by the generator; "+
-				"%.0f/s achieved; latency p50 %s p99 %s max %s", b.name, total, rate, elapsed.Round(time.Millisecond), sent.Load(),
+				"%.0f/s achieved; latency p50 %s p99 %s max %s", b.Name, total, rate, elapsed.Round(time.Millisecond), sent.Load(),
 				accepted.Load(), failed.Load(), dropped.Load(), float64(sent.Load())/elapsed.Seconds(), pct(0.5), pct(0.99), pct(1))
 			jobs, n, err := e.st.ListJobs(context.Background(), store.JobFilter{Kind: jobScan}, store.Page{Limit: 1})
 			if err != nil {

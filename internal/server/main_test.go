@@ -36,16 +36,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// backend is one of the two stores the server runs on.
-type backend struct {
-	name string
-	dsn  func(t testing.TB) string
-}
+// backend is one of the two databases the tests run against.
+type backend = pgtest.Backend
 
-var backends = []backend{
-	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "bulwark.db") }},
-	{"postgres", func(t testing.TB) string { return pg.DSN(t) }},
-}
+var backends = pg.Backends()
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 

@@ -39,7 +39,7 @@ func TestPostureUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range server.Backends {
-		t.Run(b.Name(), func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			e := server.StartEnv(t, b.DSN(t), server.Config{Workers: -1, MaxUploadBytes: 8 << 20})
 			ci := e.Token(store.RoleCI)
 			out := filepath.Join(t.TempDir(), "posture.json")

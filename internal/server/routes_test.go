@@ -126,7 +126,7 @@ func TestErrorStatus(t *testing.T) {
 // roles the table leaves out. Every allowed mutating call leaves one audit
 // entry naming the token.
 func TestRoles(t *testing.T) {
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: -1, DBDir: importDB(t, advisoryFiles(t))})
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1, DBDir: importDB(t, advisoryFiles(t))})
 	tokens := map[store.Role]string{}
 	for _, r := range allRoleNames {
 		tokens[r] = e.token(r)

@@ -49,7 +49,7 @@ func TestGracefulShutdown(t *testing.T) {
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
 	digests := pushDemoVariants(t, host, "slow/app", 2)
-	dsn := backends[0].dsn(t)
+	dsn := backends[0].DSN(t)
 	dbDir := importDB(t, advisoryFiles(t))
 	ctx := context.Background()
 	cfg := Config{Workers: 1, DBDir: dbDir, ShutdownGrace: 700 * time.Millisecond, SweepInterval: -1}
@@ -117,12 +117,12 @@ func TestGracefulShutdown(t *testing.T) {
 // within the window and not running is skipped.
 func TestRematch(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			withoutGo := advisoryFiles(t, "golang")
 			full := advisoryFiles(t)
 			dbDir := importDB(t, withoutGo)
-			dsn := b.dsn(t)
+			dsn := b.DSN(t)
 			e := startEnv(t, dsn, Config{Workers: -1, DBDir: dbDir, DBWatchInterval: 100 * time.Millisecond,
 				RematchWindow: 7 * 24 * time.Hour, SweepInterval: -1})
 			saved, err := e.srv.ScanLocal(ctx, "docker-archive:"+demoImagePath(t), "test")
@@ -234,7 +234,7 @@ func TestSweep(t *testing.T) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	a := pushDemoVariants(t, host, "team/a", 2)
 	ctx := context.Background()
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: 2, DBDir: importDB(t, advisoryFiles(t)), SweepInterval: time.Hour})
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: 2, DBDir: importDB(t, advisoryFiles(t)), SweepInterval: time.Hour})
 	st, b := e.do("POST", "/api/v1/registries", e.admin, map[string]any{"name": "plain", "url": reg.URL, "kind": "generic", "insecure": true})
 	if st != 201 {
 		t.Fatalf("create: %d %s", st, b)
@@ -289,7 +289,7 @@ func TestSweep(t *testing.T) {
 // reused; plain HTTP is refused off loopback; given files are used.
 func TestTLS(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, backends[0].dsn(t), store.Options{SecretKey: testKey})
+	st, err := store.Open(ctx, backends[0].DSN(t), store.Options{SecretKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestTLS(t *testing.T) {
 		s.Close()
 	}
 	// Over the wire: TLS 1.2+ only, and the certificate is the one logged.
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: -1})
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1})
 	conn, err := tls.Dial("tcp", e.srv.Addr().String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}) //nolint:gosec // checking refusal
 	if err == nil {
 		conn.Close()
@@ -386,7 +386,7 @@ func TestTLS(t *testing.T) {
 // metrics on a separate listener without authentication.
 func TestOperations(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, backends[0].dsn(t), store.Options{SecretKey: testKey})
+	st, err := store.Open(ctx, backends[0].DSN(t), store.Options{SecretKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestOperations(t *testing.T) {
 // and a failed scan is recorded.
 func TestScanFailureBacksOff(t *testing.T) {
 	ctx := context.Background()
-	e := startEnv(t, backends[0].dsn(t), Config{Workers: 1, DBDir: importDB(t, advisoryFiles(t)), SweepInterval: -1})
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: 1, DBDir: importDB(t, advisoryFiles(t)), SweepInterval: -1})
 	port := freePort(t) // nothing listens there
 	createRegistry(t, e.st, "gone", fmt.Sprintf("http://127.0.0.1:%d", port), "distribution", distSecret)
 	d := "sha256:" + strings.Repeat("9", 64)

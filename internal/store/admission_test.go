@@ -11,8 +11,8 @@ import (
 func TestAdmissionDecisions(t *testing.T) {
 	ctx := context.Background()
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			s := openStore(t, b.dsn(t), Options{})
+		t.Run(b.Name, func(t *testing.T) {
+			s := openStore(t, b.DSN(t), Options{})
 			at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 			ds := []AdmissionDecision{
 				{ID: "d1", At: at, Cluster: "eu", Operation: "CREATE", Kind: "Deployment", Namespace: "prod", Name: "web", User: "alice",

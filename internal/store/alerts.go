@@ -330,11 +330,15 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 				unsuppressed = append(unsuppressed, a)
 			}
 		}
+		// Rows other batches also write (open alert groups, suppression
+		// counters, this minute's timeline) are written last: on PostgreSQL
+		// their row locks are held to commit, so concurrent senders queue
+		// behind each other only for the end of the transaction.
+		if err := s.queueAlertExports(ctx, tx, unsuppressed); err != nil {
+			return err
+		}
 		if err := s.upsertAlertGroups(ctx, tx, groups); err != nil {
 			return fmt.Errorf("store alerts: %w", err)
-		}
-		if err := s.addTimeline(ctx, tx, timeline); err != nil {
-			return fmt.Errorf("count timeline: %w", err)
 		}
 		for _, id := range slices.Sorted(mapKeys(hits)) {
 			n := 0
@@ -349,7 +353,10 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 				return fmt.Errorf("count suppression %d: %w", id, err)
 			}
 		}
-		return s.queueAlertExports(ctx, tx, unsuppressed)
+		if err := s.addTimeline(ctx, tx, timeline); err != nil {
+			return fmt.Errorf("count timeline: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, s.wrapErr(op, err)
@@ -545,7 +552,7 @@ func (s *Store) upsertAlertGroupsPG(ctx context.Context, tx *sql.Tx, gs []*inges
 		last = append(last, g.last.UTC().Truncate(time.Microsecond))
 	}
 	_, err := tx.ExecContext(ctx, alertInsertCols+` SELECT fp, src, rule, rv, sev, title, tac, tech, cl, ns, pod, ctr, cid, img,
-		dig, node, wl, ev::jsonb, eid, sup, cnt, fs, ls, 'new'
+		dig, node, wl, ev::json, eid, sup, cnt, fs, ls, 'new'
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 			$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
 			$19::int2[], $20::int8[], $21::int8[], $22::timestamptz[], $23::timestamptz[])
@@ -576,9 +583,12 @@ func (s *Store) addTimeline(ctx context.Context, tx *sql.Tx, timeline map[timeli
 			sources, sevs = append(sources, string(k.source)), append(sevs, int16(k.severity))
 			counts, suppressed = append(counts, c[0]), append(suppressed, c[1])
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO alert_timeline (bucket, source, severity, count, suppressed)
-			SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int2[], $4::int8[], $5::int8[])
-			ON CONFLICT (bucket, source, severity) DO UPDATE SET count = alert_timeline.count + excluded.count,
+		// The shard keeps concurrent connections off each other's rows
+		// (migration 0007); AlertTimeline sums the shards.
+		_, err := tx.ExecContext(ctx, `INSERT INTO alert_timeline (bucket, source, severity, shard, count, suppressed)
+			SELECT b, s, v, pg_backend_pid() % 16, c, x FROM unnest($1::timestamptz[], $2::text[], $3::int2[], $4::int8[], $5::int8[])
+				AS t(b, s, v, c, x)
+			ON CONFLICT (bucket, source, severity, shard) DO UPDATE SET count = alert_timeline.count + excluded.count,
 			suppressed = alert_timeline.suppressed + excluded.suppressed`, buckets, sources, sevs, counts, suppressed)
 		return err
 	}

@@ -331,9 +331,9 @@ func TestSuppressions(t *testing.T) {
 	ctx := context.Background()
 	rules := ruleDefs(t)
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newClock()
-			s := openStore(t, b.dsn(t), Options{Now: c.Now})
+			s := openStore(t, b.DSN(t), Options{Now: c.Now})
 			t0 := c.Now()
 			// Stored before the suppression: left alone, but listed by MatchingAlerts.
 			before := genAlert(t, rules, 0, 4, t0)

@@ -22,8 +22,8 @@ func BenchmarkSaveScan(b *testing.B) {
 	ctx := context.Background()
 	f := fix(b)
 	for _, be := range backends {
-		b.Run(be.name+"/new", func(b *testing.B) {
-			s := openStore(b, be.dsn(b), Options{})
+		b.Run(be.Name+"/new", func(b *testing.B) {
+			s := openStore(b, be.DSN(b), Options{})
 			res := f.result("bench", 500, 100, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -34,8 +34,8 @@ func BenchmarkSaveScan(b *testing.B) {
 				}
 			}
 		})
-		b.Run(be.name+"/rescan", func(b *testing.B) {
-			s := openStore(b, be.dsn(b), Options{})
+		b.Run(be.Name+"/rescan", func(b *testing.B) {
+			s := openStore(b, be.DSN(b), Options{})
 			// Alternating between the two makes 10 findings fixed and 10 new
 			// on every save.
 			results := [2]*scan.Result{f.result("bench", 500, 100, 0), f.result("bench", 500, 100, 10)}
@@ -56,15 +56,15 @@ func BenchmarkEnqueueClaim(b *testing.B) {
 	ctx := context.Background()
 	for _, be := range backends {
 		for _, sync := range []string{"NORMAL", "FULL"} {
-			if be.name == "postgres" && sync == "FULL" {
+			if be.Name == "postgres" && sync == "FULL" {
 				continue
 			}
-			name := be.name
-			if be.name == "sqlite" {
+			name := be.Name
+			if be.Name == "sqlite" {
 				name += "-sync-" + sync
 			}
 			b.Run(name, func(b *testing.B) {
-				s := openStore(b, be.dsn(b), Options{SQLiteSynchronous: sync})
+				s := openStore(b, be.DSN(b), Options{SQLiteSynchronous: sync})
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := range b.N {
@@ -91,15 +91,15 @@ func BenchmarkEnqueue(b *testing.B) {
 	ctx := context.Background()
 	for _, be := range backends {
 		for _, sync := range []string{"NORMAL", "FULL"} {
-			if be.name == "postgres" && sync == "FULL" {
+			if be.Name == "postgres" && sync == "FULL" {
 				continue
 			}
-			name := be.name
-			if be.name == "sqlite" {
+			name := be.Name
+			if be.Name == "sqlite" {
 				name += "-sync-" + sync
 			}
 			b.Run(name+"/one", func(b *testing.B) {
-				s := openStore(b, be.dsn(b), Options{SQLiteSynchronous: sync})
+				s := openStore(b, be.DSN(b), Options{SQLiteSynchronous: sync})
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := range b.N {
@@ -109,7 +109,7 @@ func BenchmarkEnqueue(b *testing.B) {
 				}
 			})
 			b.Run(name+"/batch100", func(b *testing.B) {
-				s := openStore(b, be.dsn(b), Options{SQLiteSynchronous: sync})
+				s := openStore(b, be.DSN(b), Options{SQLiteSynchronous: sync})
 				batch := make([]NewJob, 0, 100)
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -141,10 +141,10 @@ func BenchmarkIngestAlerts(b *testing.B) {
 	const batchSize = 1000
 	for _, be := range backends {
 		for _, mode := range []string{"distinct", "grouped"} {
-			b.Run(be.name+"/"+mode, func(b *testing.B) {
+			b.Run(be.Name+"/"+mode, func(b *testing.B) {
 				// One PostgreSQL connection, so its backend's CPU time can
 				// be read from /proc next to this process's.
-				s := openStore(b, be.dsn(b), Options{PostgresMaxConns: 1})
+				s := openStore(b, be.DSN(b), Options{PostgresMaxConns: 1})
 				cpu := newCPUMeter(b, s)
 				t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 				batch := make([]AlertIn, batchSize)
@@ -182,8 +182,8 @@ func BenchmarkIngestAlerts(b *testing.B) {
 		// Four senders at once (central serves many sensors): on
 		// PostgreSQL the batches run on separate connections and cores;
 		// SQLite serializes them on its one writer.
-		b.Run(be.name+"/grouped-4senders", func(b *testing.B) {
-			s := openStore(b, be.dsn(b), Options{})
+		b.Run(be.Name+"/grouped-4senders", func(b *testing.B) {
+			s := openStore(b, be.DSN(b), Options{})
 			t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 			var seq atomic.Int64
 			b.SetParallelism(2)

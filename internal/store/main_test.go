@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -33,17 +32,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// backend is one of the two databases every test runs against.
-type backend struct {
-	name string
-	// dsn returns a fresh, empty database.
-	dsn func(t testing.TB) string
-}
-
-var backends = []backend{
-	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "bulwark.db") }},
-	{"postgres", func(t testing.TB) string { return pg.DSN(t) }},
-}
+// backends are the two databases the tests run against.
+var backends = pg.Backends()
 
 // testKey is a fixed secret key for tests (a real deployment generates one).
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -52,8 +42,8 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 func forEach(t *testing.T, fn func(t *testing.T, s *Store)) {
 	t.Helper()
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			s := openStore(t, b.dsn(t), Options{SecretKey: testKey})
+		t.Run(b.Name, func(t *testing.T) {
+			s := openStore(t, b.DSN(t), Options{SecretKey: testKey})
 			fn(t, s)
 		})
 	}

@@ -277,13 +277,24 @@ func (s *Store) UpdateExport(ctx context.Context, e Export, keepSecrets bool) (*
 	return s.GetExport(ctx, e.ID)
 }
 
-// DeleteExport removes an export and everything queued for it.
+// DeleteExport removes an export and everything queued for it (on
+// PostgreSQL the outbox has no foreign key, which would cost every queued
+// row a check, so the rows are deleted here).
 func (s *Store) DeleteExport(ctx context.Context, id int64) error {
-	res, err := s.exec(ctx, s.w, `DELETE FROM exports WHERE id = ?`, id)
+	op := fmt.Sprintf("delete export %d", id)
+	var res sql.Result
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if res, err = s.exec(ctx, tx, `DELETE FROM exports WHERE id = ?`, id); err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `DELETE FROM export_outbox WHERE export_id = ?`, id)
+		return err
+	})
 	if err != nil {
-		return s.wrapErr(fmt.Sprintf("delete export %d", id), err)
+		return s.wrapErr(op, err)
 	}
-	return affectedOne(res, fmt.Sprintf("delete export %d", id))
+	return affectedOne(res, op)
 }
 
 // GetExport returns one export without its secrets.
@@ -677,31 +688,34 @@ func (s *Store) FinishExportBatch(ctx context.Context, l OutboxLease, o OutboxOu
 		if err != nil {
 			return err
 		}
+		// Leased rows are pending ("state = 'pending'" lets PostgreSQL find
+		// them through the queue's partial index: the table has no other
+		// index on id, see migration 0007).
 		delivered := 0
-		for ids := range slices.Chunk(done, 500) {
-			res, err := s.exec(ctx, tx, `DELETE FROM export_outbox WHERE export_id = ? AND id IN (`+placeholders(len(ids))+`)`,
-				append([]any{l.ExportID}, int64Args(ids)...)...)
+		for ids := range s.idChunks(done) {
+			res, err := s.exec(ctx, tx, `DELETE FROM export_outbox WHERE export_id = ? AND state = 'pending' AND `+ids.in,
+				append([]any{l.ExportID}, ids.args...)...)
 			if err != nil {
 				return err
 			}
 			n, _ := res.RowsAffected()
 			delivered += int(n)
 		}
-		for ids := range slices.Chunk(dead, 500) {
+		for ids := range s.idChunks(dead) {
 			if _, err := s.exec(ctx, tx, `UPDATE export_outbox SET state = 'dead', attempts = attempts + 1, last_error = ?,
-				updated_at = ? WHERE export_id = ? AND id IN (`+placeholders(len(ids))+`)`,
-				append([]any{o.Err, s.ts(now), l.ExportID}, int64Args(ids)...)...); err != nil {
+				updated_at = ? WHERE export_id = ? AND state = 'pending' AND `+ids.in,
+				append([]any{o.Err, s.ts(now), l.ExportID}, ids.args...)...); err != nil {
 				return err
 			}
 		}
-		for ids := range slices.Chunk(retry, 500) {
+		for ids := range s.idChunks(retry) {
 			state, args := `'pending'`, []any{o.Err, s.ts(now), l.ExportID}
 			if o.MaxAge > 0 {
 				state = `CASE WHEN created_at <= ? THEN 'dead' ELSE 'pending' END`
 				args = append([]any{s.ts(now.Add(-o.MaxAge))}, args...)
 			}
 			if _, err := s.exec(ctx, tx, `UPDATE export_outbox SET state = `+state+`, attempts = attempts + 1, last_error = ?,
-				updated_at = ? WHERE export_id = ? AND id IN (`+placeholders(len(ids))+`)`, append(args, int64Args(ids)...)...); err != nil {
+				updated_at = ? WHERE export_id = ? AND state = 'pending' AND `+ids.in, append(args, ids.args...)...); err != nil {
 				return err
 			}
 		}
@@ -742,6 +756,33 @@ func (s *Store) ReleaseExportBatch(ctx context.Context, l OutboxLease) error {
 		return s.wrapErr(fmt.Sprintf("release export %d batch", l.ExportID), err)
 	}
 	return nil
+}
+
+// idSet is a condition "id is one of these" and its arguments.
+type idSet struct {
+	in   string
+	args []any
+}
+
+// idChunks splits ids into conditions: on PostgreSQL one array parameter
+// for all of them (a constant statement: deleting delivered rows through
+// IN lists of 500 placeholders cost 21 µs a row in BenchmarkOutbox, 3.6
+// µs with the array); on SQLite IN lists of at most 500.
+func (s *Store) idChunks(ids []int64) func(func(idSet) bool) {
+	return func(yield func(idSet) bool) {
+		if len(ids) == 0 {
+			return
+		}
+		if s.d == postgresDialect {
+			yield(idSet{`id = ANY(CAST(? AS bigint[]))`, []any{ids}})
+			return
+		}
+		for c := range slices.Chunk(ids, 500) {
+			if !yield(idSet{`id IN (` + placeholders(len(c)) + `)`, int64Args(c)}) {
+				return
+			}
+		}
+	}
 }
 
 func int64Args(ids []int64) []any {
@@ -828,14 +869,21 @@ func (s *Store) RetryDeadExports(ctx context.Context, exportID int64, ids []int6
 	return int(n), nil
 }
 
-// PurgeDeadExports deletes dead letters last touched before t.
+// PurgeDeadExports deletes dead letters last touched before t, and rows
+// queued for an export deleted meanwhile (an ingest that read the export
+// list just before DeleteExport committed), whatever their age.
 func (s *Store) PurgeDeadExports(ctx context.Context, before time.Time) (int64, error) {
 	res, err := s.exec(ctx, s.w, `DELETE FROM export_outbox WHERE state = 'dead' AND updated_at < ?`, s.ts(before))
 	if err != nil {
 		return 0, s.wrapErr("purge dead exports", err)
 	}
 	n, _ := res.RowsAffected()
-	return n, nil
+	res, err = s.exec(ctx, s.w, `DELETE FROM export_outbox WHERE export_id NOT IN (SELECT id FROM exports)`)
+	if err != nil {
+		return 0, s.wrapErr("purge orphaned exports", err)
+	}
+	k, _ := res.RowsAffected()
+	return n + k, nil
 }
 
 // enqueueKEVFindingExports queues, in the transaction that records them,

@@ -124,10 +124,10 @@ func TestExportCRUD(t *testing.T) {
 // records become dead letters that can be retried.
 func TestOutboxLifecycle(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			clk := newClock()
-			s := openStore(t, b.dsn(t), Options{SecretKey: testKey, Now: clk.Now})
+			s := openStore(t, b.DSN(t), Options{SecretKey: testKey, Now: clk.Now})
 			all, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
 			if err != nil {
 				t.Fatal(err)

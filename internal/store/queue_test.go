@@ -120,8 +120,8 @@ func TestQueueConcurrentDedup(t *testing.T) {
 func TestQueueConcurrentClaims(t *testing.T) {
 	ctx := context.Background()
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.DSN(t)
 			testConcurrentClaims(ctx, t, [2]*Store{openStore(t, dsn, Options{}), openStore(t, dsn, Options{})})
 		})
 	}
@@ -415,8 +415,8 @@ func TestQueueKill9(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.DSN(t)
 			const jobs = 40
 			s := openStore(t, dsn, Options{})
 			for i := range jobs {

@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/importcheck"
 	"github.com/bulwark-security/bulwark/internal/scan"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
@@ -37,8 +35,8 @@ func TestMigrations(t *testing.T) {
 	}
 	latest := want[len(want)-1].version
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.DSN(t)
 			// Replicas starting at once: every Open succeeds, each
 			// migration is applied once.
 			var wg sync.WaitGroup
@@ -203,8 +201,8 @@ func TestRegistries(t *testing.T) {
 func TestRegistryWithoutKey(t *testing.T) {
 	ctx := context.Background()
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.DSN(t)
 			s := openStore(t, dsn, Options{SecretKey: testKey})
 			r, err := s.CreateRegistry(ctx, Registry{Name: "r", URL: "https://r", Kind: RegistryGeneric, Credentials: &Credentials{Password: "p"}})
 			if err != nil {
@@ -1035,24 +1033,7 @@ func TestSBOMReplaced(t *testing.T) {
 
 // TestImports holds the package doc's promise: no HTTP, no CLI.
 func TestImports(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path := strings.Trim(imp.Path.Value, `"`)
-			if path == "net/http" || strings.HasPrefix(path, "net/http/") || strings.HasSuffix(path, "/internal/cli") {
-				t.Errorf("%s imports %s", name, path)
-			}
-		}
-	}
+	importcheck.Forbid(t, ".", func(p string) bool {
+		return p == "net/http" || strings.HasPrefix(p, "net/http/") || importcheck.Internal(p, "cli")
+	})
 }

@@ -216,3 +216,20 @@ func (s *Server) Stop() {
 		_ = os.RemoveAll(s.tmpDir)
 	}
 }
+
+// Backend is one of the two databases Bulwark's store runs on, as a test
+// sees it: DSN returns a fresh, empty database that goes away when tb ends.
+type Backend struct {
+	Name string
+	DSN  func(tb testing.TB) string
+}
+
+// Backends are the databases every store-backed test runs against: SQLite
+// (a new file in tb's temporary directory) and PostgreSQL from s (skipped,
+// or failed under CI, when no server can be had; see DSN).
+func (s *Server) Backends() []Backend {
+	return []Backend{
+		{"sqlite", func(tb testing.TB) string { return filepath.Join(tb.TempDir(), "bulwark.db") }},
+		{"postgres", s.DSN},
+	}
+}
