@@ -81,7 +81,7 @@ pod, container; '*' globs; several keys in one selector must all match).`,
   sudo bulwark sensor
 
   # in a DaemonSet: to central, with a spool, metrics and drift prevention in prod
-  bulwark sensor --server https://central:8443 --token $TOKEN --ca /etc/bulwark/ca.pem \
+  bulwark sensor --server https://central:8443 --token $TOKEN --server-ca /etc/bulwark/ca.pem \
     --spool-dir /var/lib/bulwark/spool --metrics-addr :9464 --node $NODE_NAME \
     --drift-prevent namespace=prod --intel /etc/bulwark/tor-exits.txt
 
@@ -126,14 +126,20 @@ func (a *app) sensorFlags(cmd *cobra.Command, f *sensorFlags, live bool) {
 	fl.StringVar(&f.events, "events", "", "also write every event as JSON lines to this file (- for stdout)")
 	fl.StringVar(&f.server, "server", "", "central's URL; alerts are posted to /api/v1/alerts")
 	fl.StringVar(&f.token, "token", "", "agent API token for --server")
-	fl.StringVar(&f.ca, "ca", "", "PEM CA certificate(s) to verify central's TLS certificate")
+	fl.StringVar(&f.ca, "server-ca", "", "PEM file with the CA that signed --server's certificate")
+	// --ca and --kube-context were this command's first spellings; the other
+	// agents (admission, respond, posture) say --server-ca and --context.
+	fl.StringVar(&f.ca, "ca", "", "")
+	_ = fl.MarkDeprecated("ca", "use --server-ca")
 	fl.StringVar(&f.spoolDir, "spool-dir", "/var/lib/bulwark/sensor-spool", "disk spool for alerts on their way to --server")
 	fl.Int64Var(&f.spoolMax, "spool-max-bytes", 256<<20, "size cap of the spool; beyond it new alerts are refused and counted")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. :9464)")
 	fl.StringVar(&f.node, "node", "", "this node's name (default: env NODE_NAME, then the host name)")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster name carried by every alert")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for pod enrichment (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
-	fl.StringVar(&f.kubeContext, "kube-context", "", "kubeconfig context")
+	fl.StringVar(&f.kubeContext, "context", "", "kubeconfig context")
+	fl.StringVar(&f.kubeContext, "kube-context", "", "")
+	_ = fl.MarkDeprecated("kube-context", "use --context")
 	fl.BoolVar(&f.noKube, "no-kube", false, "do not attribute containers to pods through the Kubernetes API")
 	fl.StringSliceVar(&f.intel, "intel", nil, "threat-intel list: IPs, CIDRs, domains; plain, TOR exit list or CSV (repeatable)")
 	fl.BoolVar(&f.noDefaultIntel, "no-default-intel", false, "do not load the shipped mining-pool list")
@@ -237,7 +243,7 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	}
 	var sp *spool.Spool
 	if f.server != "" {
-		client, base, err := centralClient(f.server, "--ca", f.ca, 30*time.Second)
+		client, base, err := centralClient(f.server, "--server-ca", f.ca, 30*time.Second)
 		if err != nil {
 			return err
 		}

@@ -155,7 +155,7 @@ func TestSensorReplayToServer(t *testing.T) {
 	events := filepath.Join("..", "sensor", "testdata", "events.jsonl")
 	spoolDir := filepath.Join(dir, "spool")
 	r := run(t, "sensor", "replay", "--no-kube", "--no-default-intel", "--output", "", "--server", srv.URL, "--token", "agent-token",
-		"--ca", ca, "--spool-dir", spoolDir, "--cluster", "prod-eu", events)
+		"--server-ca", ca, "--spool-dir", spoolDir, "--cluster", "prod-eu", events)
 	r.want(t, ExitError) // malformed lines in the file
 	mu.Lock()
 	defer mu.Unlock()
