@@ -10,8 +10,7 @@ import (
 // A review allocates ~64 KB (the object is read three times: envelope,
 // typed object, CEL's map; then the posture report and CEL activations)
 // over a live heap of a few MB, so at 500 reviews/s the default GOGC=100
-// collects several times
-// a second, and each cycle's mark assists and write barriers land on the
+// collects several times a second, and each cycle's mark assists and write barriers land on the
 // reviews in flight. GOGC=400 collects a quarter as often. The soft memory
 // limit (48 MiB of Go memory) makes the collector work harder, rather than
 // the process grow, when the heap nears it: resident memory (Go memory plus
