@@ -80,6 +80,7 @@ type admissionServeFlags struct {
 	listen, server, token, serverCA, cluster string
 	policies                                 []string
 	policyInterval                           time.Duration
+	policyFromServer                         bool
 	tlsCert, tlsKey, certDir                 string
 	dnsNames, ips                            []string
 	failOpen                                 bool
@@ -102,6 +103,15 @@ func (a *app) admissionServeCmd() *cobra.Command {
 Policies are read from --policy files and directories and re-read when they
 change (polled every --policy-interval); a reload that fails keeps the
 previous policies and logs the errors with their file:line.
+
+With --policy-from-server the policy documents stored on central (PUT
+/api/v1/admission/policies/{name}) are also polled every --policy-interval
+(with If-None-Match: an unchanged set costs a 304) and combined with the
+local files into one set; a policy name defined twice is an error. A
+central set that does not load (logged with its central:<name>:<line>)
+keeps the previous policies, and so does central being unreachable. --policy
+is then optional, but without it the webhook refuses to start until it has
+fetched central's policies once.
 
 Image findings come from central (--server, an agent --token), by digest;
 tags are resolved to digests with a registry HEAD. Verdicts are cached
@@ -136,7 +146,8 @@ GOMEMLIMIT with the pod's memory limit when many images are cached).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", ":8443", "HTTPS address")
 	fl.StringSliceVar(&f.policies, "policy", nil, "policy file or directory (repeatable)")
-	fl.DurationVar(&f.policyInterval, "policy-interval", 10*time.Second, "how often policy files are checked for changes")
+	fl.DurationVar(&f.policyInterval, "policy-interval", 10*time.Second, "how often policy files (and, with --policy-from-server, central) are checked for changes")
+	fl.BoolVar(&f.policyFromServer, "policy-from-server", false, "also load the admission policies stored on --server (combined with --policy files; polled every --policy-interval)")
 	fl.StringVar(&f.server, "server", "", "central (https://host:8443) for image findings and decision records")
 	fl.StringVar(&f.token, "token", "", "agent API token for --server (env BULWARK_TOKEN)")
 	fl.StringVar(&f.serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
@@ -159,8 +170,11 @@ GOMEMLIMIT with the pod's memory limit when many images are cached).`,
 }
 
 func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) error {
-	if len(f.policies) == 0 {
-		return errors.New("--policy is required")
+	if len(f.policies) == 0 && !f.policyFromServer {
+		return errors.New("--policy is required (or --policy-from-server)")
+	}
+	if f.policyFromServer && f.server == "" {
+		return errors.New("--policy-from-server needs --server")
 	}
 	log := a.log
 	defer admission.TuneGC(admission.GCConfig{}, os.Getenv)()
@@ -196,6 +210,16 @@ func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) err
 			return err
 		}
 	}
+	var policySync *admission.PolicySync
+	if f.policyFromServer {
+		policySync = admission.NewPolicySync(admission.PolicySyncConfig{URL: f.server, Token: f.token, TLS: tc, Interval: f.policyInterval}, watcher, log)
+		if err := policySync.Sync(ctx); err != nil {
+			if len(f.policies) == 0 {
+				return fmt.Errorf("no --policy files, and central's policies could not be loaded: %w", err)
+			}
+			log.Error("central's admission policies not loaded; starting with the local files only", "err", err)
+		}
+	}
 	m := admission.NewMetrics(reg)
 	images := admission.NewImages(admission.CentralConfig{URL: f.server, Token: f.token, TLS: tc, CacheTTL: f.cacheTTL,
 		StaleTTL: f.staleTTL, InsecureRegistries: f.insecureRegistries}, m)
@@ -224,6 +248,9 @@ func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) err
 	fmt.Fprintf(a.env.Stderr, "bulwark admission: serving https://%s%s with %d policies (version %s)\n",
 		srv.Addr(), admission.PathValidate, len(watcher.Current().Policies()), watcher.Current().Version())
 	go watcher.Run(ctx, f.policyInterval)
+	if policySync != nil {
+		go policySync.Run(ctx)
+	}
 	go certs.Run(ctx)
 	done := make(chan struct{})
 	go func() { recorder.Run(ctx); close(done) }()

@@ -147,6 +147,22 @@ func TestAdmissionInstall(t *testing.T) {
 	}
 }
 
+// TestAdmissionServePolicyFromServer checks the flag's rules: it needs
+// --server, and without local --policy files the webhook refuses to start
+// until central's policies are fetched (central here is a closed port).
+// The polling itself is tested against a real central in internal/admission.
+func TestAdmissionServePolicyFromServer(t *testing.T) {
+	r := run(t, "admission", "serve", "--policy-from-server").want(t, ExitError)
+	if !strings.Contains(r.stderr, "--policy-from-server needs --server") {
+		t.Errorf("without --server: %s", r.stderr)
+	}
+	r = run(t, "admission", "serve", "--policy-from-server", "--server", "https://127.0.0.1:1", "--token", "bwk_x",
+		"--cert-dir", t.TempDir(), "--no-namespace-lookup", "--listen", "127.0.0.1:0").want(t, ExitError)
+	if !strings.Contains(r.stderr, "central's policies could not be loaded") {
+		t.Errorf("central unreachable, no local policies: %s", r.stderr)
+	}
+}
+
 func TestAdmissionInstallApply(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a kube-apiserver")

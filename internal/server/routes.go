@@ -127,6 +127,9 @@ func (s *Server) routeTable() []route {
 
 		{"POST", "/api/v1/admission/decisions", authToken, rolesAdmissionPost, "admission.decisions", s.postAdmissionDecisions},
 		{"GET", "/api/v1/admission/decisions", authToken, rolesRead, "", s.listAdmissionDecisions},
+		{"GET", "/api/v1/admission/policies", authToken, rolesPolicyRead, "", s.listAdmissionPolicies},
+		{"PUT", "/api/v1/admission/policies/{name}", authToken, rolesAdmin, "admission.policy.put", s.putAdmissionPolicy},
+		{"DELETE", "/api/v1/admission/policies/{name}", authToken, rolesAdmin, "admission.policy.delete", s.deleteAdmissionPolicy},
 
 		{"POST", "/api/v1/posture/reports", authToken, rolesPosturePost, "posture.upload", s.postPostureReport},
 		{"GET", "/api/v1/posture/reports", authToken, rolesRead, "", s.listPostureReports},

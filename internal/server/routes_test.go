@@ -131,7 +131,7 @@ func TestRoles(t *testing.T) {
 	for _, r := range allRoleNames {
 		tokens[r] = e.token(r)
 	}
-	fill := strings.NewReplacer("{digest}", "sha256:"+strings.Repeat("ab", 32), "{id}", "999999", "{username}", "nobody")
+	fill := strings.NewReplacer("{digest}", "sha256:"+strings.Repeat("ab", 32), "{id}", "999999", "{username}", "nobody", "{name}", "nobody")
 	ctx := context.Background()
 	auditCount := func() int {
 		_, n, err := e.st.ListAudit(ctx, store.AuditFilter{}, store.Page{Limit: 1})

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulwark-security/bulwark/internal/celeval"
+	"github.com/bulwark-security/bulwark/internal/policy"
+	"github.com/bulwark-security/bulwark/internal/store"
+)
+
+// Admission policies (issue 4): named YAML documents that `bulwark
+// admission serve --policy-from-server` polls and loads together with its
+// local files. A document is validated with the webhook's own loader
+// before it is stored, so a bad one is refused here (with its line) rather
+// than discovered by every webhook.
+
+var rolesPolicyRead = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleAgent}
+
+// PolicySourcePrefix names central's documents as policy sources
+// ("central:deny-critical"), in load errors here and in the webhooks.
+const PolicySourcePrefix = "central:"
+
+type admissionPolicyJSON struct {
+	Name      string    `json:"name"`
+	YAML      string    `json:"yaml"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedBy string    `json:"updatedBy"`
+}
+
+// admissionPoliciesJSON is the body of GET /api/v1/admission/policies.
+type admissionPoliciesJSON struct {
+	ETag  string                `json:"etag"`
+	Items []admissionPolicyJSON `json:"items"`
+}
+
+func policyETag(gen int64) string { return `"` + strconv.FormatInt(gen, 10) + `"` }
+
+func (s *Server) listAdmissionPolicies(c *call) error {
+	ps, gen, err := s.st.ListAdmissionPolicies(c.r.Context())
+	if err != nil {
+		return err
+	}
+	etag := policyETag(gen)
+	c.w.Header().Set("ETag", etag)
+	c.w.Header().Set("Cache-Control", "no-cache")
+	if etagMatches(c.r.Header.Get("If-None-Match"), etag) {
+		c.w.WriteHeader(http.StatusNotModified)
+		c.status = http.StatusNotModified
+		return nil
+	}
+	out := admissionPoliciesJSON{ETag: etag, Items: make([]admissionPolicyJSON, 0, len(ps))}
+	for _, p := range ps {
+		out.Items = append(out.Items, admissionPolicyJSON{Name: p.Name, YAML: p.YAML, Version: p.Version, UpdatedAt: p.UpdatedAt, UpdatedBy: p.UpdatedBy})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// etagMatches reports whether an If-None-Match header names etag (a list,
+// weak validators compared weakly, or "*").
+func etagMatches(header, etag string) bool {
+	for v := range strings.SplitSeq(header, ",") {
+		v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		if v == "*" || v == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// validPolicyName keeps names printable and path-safe: they appear in
+// URLs, logs and error messages.
+func validPolicyName(n string) bool {
+	if n == "" || len(n) > store.MaxAdmissionPolicyName {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) putAdmissionPolicy(c *call) error {
+	name := c.r.PathValue("name")
+	c.audit("admission/policy/"+name, nil)
+	if !validPolicyName(name) {
+		return badRequest("policy name must be 1-%d letters, digits, '-', '_' or '.'", store.MaxAdmissionPolicyName)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, policy.MaxFileBytes))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return badRequest("empty policy document")
+	}
+	ctx := c.r.Context()
+	// Validate the document together with the other stored documents, as
+	// the webhooks will load them: a policy name used twice is caught here.
+	ps, _, err := s.st.ListAdmissionPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	srcs := make([]policy.Source, 0, len(ps)+1)
+	for _, p := range ps {
+		if p.Name != name {
+			srcs = append(srcs, policy.Source{Name: PolicySourcePrefix + p.Name, Data: []byte(p.YAML)})
+		}
+	}
+	srcs = append(srcs, policy.Source{Name: PolicySourcePrefix + name, Data: body})
+	env, err := celeval.NewEnv()
+	if err != nil {
+		return fmt.Errorf("policy validation: %w", err)
+	}
+	l, err := policy.NewLoader(env, nil)
+	if err != nil {
+		return fmt.Errorf("policy validation: %w", err)
+	}
+	set, err := l.Load(ctx, srcs...)
+	if err != nil {
+		if errors.Is(err, policy.ErrInvalid) {
+			return badRequest("%v", err)
+		}
+		return fmt.Errorf("policy validation: %w", err)
+	}
+	p, err := s.st.PutAdmissionPolicy(ctx, name, string(body), c.actor())
+	if err != nil {
+		return err
+	}
+	c.audit("admission/policy/"+name, map[string]any{"version": p.Version, "bytes": len(body), "policies": len(set.Policies())})
+	return c.JSON(http.StatusOK, admissionPolicyJSON{Name: p.Name, YAML: p.YAML, Version: p.Version, UpdatedAt: p.UpdatedAt, UpdatedBy: p.UpdatedBy})
+}
+
+func (s *Server) deleteAdmissionPolicy(c *call) error {
+	name := c.r.PathValue("name")
+	c.audit("admission/policy/"+name, nil)
+	if err := s.st.DeleteAdmissionPolicy(c.r.Context(), name); err != nil {
+		return err
+	}
+	return c.noContent()
+}
