@@ -91,7 +91,11 @@ type central struct {
 	stop        func()
 }
 
-func startCentral(t testing.TB) *central {
+func startCentral(t testing.TB) *central { t.Helper(); return startCentralWith(t, false) }
+
+// startCentralWith starts central; scanning gives it a worker and the demo
+// vulnerability database, so that it runs scan jobs itself.
+func startCentralWith(t testing.TB, scanning bool) *central {
 	t.Helper()
 	dir, err := demoDir()
 	if err != nil {
@@ -137,7 +141,11 @@ func startCentral(t testing.TB) *central {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: data, Workers: -1, SweepInterval: -1, DBWatchInterval: -1},
+	scfg := server.Config{Listen: "127.0.0.1:0", DataDir: data, Workers: -1, SweepInterval: -1, DBWatchInterval: -1}
+	if scanning {
+		scfg.Workers, scfg.DBDir = 1, filepath.Join(dir, "db")
+	}
+	srv, err := server.New(scfg,
 		server.Deps{Store: st, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

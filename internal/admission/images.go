@@ -310,3 +310,102 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// ErrScanPending is wrapped when a scan was requested from central but its
+// result was not there before the time budget ran out.
+var ErrScanPending = errors.New("scan requested and still running")
+
+// scanPollInterval is how often central is asked for the findings of an
+// image whose scan was requested (a demo-size image scans in about a second).
+const scanPollInterval = 250 * time.Millisecond
+
+// scanRequestAnswer is central's answer to POST /api/v1/scans/requests.
+type scanRequestAnswer struct {
+	JobID int64  `json:"jobId"`
+	State string `json:"state"`
+}
+
+// ScanImage implements policy.Scanner for `unscanned: scan`: it asks
+// central to scan the image (POST /api/v1/scans/requests, idempotent per
+// digest, so concurrent reviews of one image share a job), then polls its
+// findings until they exist or ctx (the rule's budget, bounded by the
+// review's deadline) ends. The result is cached like any verdict. On
+// timeout the error wraps ErrScanPending: the job keeps running in central,
+// and the next review of the image finds its result.
+func (im *Images) ScanImage(ctx context.Context, ref string) (*policy.ImageReport, error) {
+	digest, err := im.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if im.cfg.URL == "" {
+		return nil, fmt.Errorf("scan %s: %w: no central URL configured", ref, ErrCentralUnavailable)
+	}
+	// Central pulls by digest: the one this review judges, whatever the
+	// tag points at by the time the job runs.
+	pinned := ref
+	if r, err := name.ParseReference(ref, im.cfg.NameOptions...); err == nil {
+		pinned = r.Context().Name() + "@" + digest
+	}
+	// One check and the request are not cut short by a budget smaller than
+	// a round trip: whatever the budget, a finished scan is used and
+	// central gets the job, so the next review of the image finds its
+	// result. Both stay bounded by one call's timeout.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), im.cfg.Timeout)
+	defer cancel()
+	// The verdict may be cached as "never scanned" while a scan requested
+	// by an earlier review has since finished.
+	if rep, err := im.fetch(rctx, digest); err == nil && rep.Scanned {
+		im.put(digest, rep, im.now())
+		return withRef(rep, ref), nil
+	}
+	job, err := im.requestScan(rctx, pinned)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTicker(scanPollInterval)
+	defer t.Stop()
+	for {
+		rep, err := im.fetch(ctx, digest)
+		if err == nil && rep.Scanned {
+			im.put(digest, rep, im.now())
+			return withRef(rep, ref), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("central scan job %d of %s: %w; the next attempt will use its result", job.JobID, digest, ErrScanPending)
+		case <-t.C:
+		}
+	}
+}
+
+func (im *Images) requestScan(ctx context.Context, ref string) (*scanRequestAnswer, error) {
+	body, err := json.Marshal(map[string]string{"ref": ref})
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimSuffix(im.cfg.URL, "/") + "/api/v1/scans/requests"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("request scan of %s: %w", ref, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+im.cfg.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := im.client.Do(req)
+	if err != nil {
+		im.m.centralError()
+		return nil, fmt.Errorf("request scan of %s: %w: %w", ref, ErrCentralUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("request scan of %s: %w: %w", ref, ErrCentralUnavailable, err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return nil, fmt.Errorf("request scan of %s: central answered %s: %s", ref, resp.Status, truncate(string(b), 200))
+	}
+	var a scanRequestAnswer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("request scan of %s: malformed answer: %w", ref, err)
+	}
+	return &a, nil
+}

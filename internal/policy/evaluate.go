@@ -407,6 +407,7 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 			continue
 		}
 		rep := a.rep
+		var scanErr error
 		if !rep.Scanned && r.unscanned == UnscannedScan {
 			if sc, ok := ev.req.Images.(Scanner); ok {
 				sctx, cancel := context.WithTimeout(ctx, r.scanTimeout)
@@ -416,6 +417,7 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 					rep = got
 					ev.images[c.Image] = imageAnswer{rep: got}
 				}
+				scanErr = err
 			}
 		}
 		if !rep.Scanned {
@@ -425,6 +427,11 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 			msg := "the image has never been scanned by Bulwark"
 			if r.unscanned == UnscannedScan {
 				msg = fmt.Sprintf("the image has never been scanned and no scan finished within %s", r.scanTimeout)
+				if scanErr != nil {
+					// The scanner says why (e.g. "a scan was requested and
+					// is still running"): the user learns whether to retry.
+					msg += ": " + scanErr.Error()
+				}
 			}
 			out = append(out, Violation{Rule: RuleUnscanned, Container: c.Name, Image: c.Image, Digest: rep.Digest, Finding: "unscanned",
 				Message: msg, Fix: "scan it first: bulwark scan image --server URL " + c.Image})

@@ -28,13 +28,16 @@ const (
 
 // Role sets used in the table.
 var (
-	rolesAdmin   = []store.Role{store.RoleAdmin}
-	rolesRead    = []store.Role{store.RoleAdmin, store.RoleAnalyst}
-	rolesTriage  = []store.Role{store.RoleAdmin, store.RoleAnalyst}
-	rolesUpload  = []store.Role{store.RoleAdmin, store.RoleCI}
-	rolesImage   = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleAgent}
-	rolesAny     = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleCI, store.RoleAgent}
-	allRoleNames = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleCI, store.RoleAgent}
+	rolesAdmin  = []store.Role{store.RoleAdmin}
+	rolesRead   = []store.Role{store.RoleAdmin, store.RoleAnalyst}
+	rolesTriage = []store.Role{store.RoleAdmin, store.RoleAnalyst}
+	rolesUpload = []store.Role{store.RoleAdmin, store.RoleCI}
+	rolesImage  = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleAgent}
+	rolesAny    = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleCI, store.RoleAgent}
+	// rolesScanRequest: the admission webhook (agent) asks for scans of
+	// images it is judging.
+	rolesScanRequest = []store.Role{store.RoleAdmin, store.RoleAgent}
+	allRoleNames     = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleCI, store.RoleAgent}
 )
 
 // route is one entry of the table every request goes through.
@@ -76,6 +79,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/scans", authToken, rolesRead, "", s.listScans},
 		{"POST", "/api/v1/scans", authToken, rolesUpload, "scan.upload", s.uploadScan},
 		{"GET", "/api/v1/scans/{id}", authToken, rolesRead, "", s.getScan},
+		{"POST", "/api/v1/scans/requests", authToken, rolesScanRequest, "scan.request", s.requestScan},
 
 		{"GET", "/api/v1/registries", authToken, rolesRead, "", s.listRegistries},
 		{"POST", "/api/v1/registries", authToken, rolesAdmin, "registry.create", s.createRegistry},
