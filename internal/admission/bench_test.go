@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -174,12 +176,76 @@ func TestLoadLoopback(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	url := "https://" + srv.Addr().String() + PathValidate
+	cpu0 := cpuTime()
+	hist0 := serverHistogram(t, srv)
+	gc0 := gcCount()
+	// BULWARK_LOAD_SEPARATE=1 runs the generator in a child process (this
+	// test binary again, see TestMain), as the API server is a
+	// separate process: then the figures below are the webhook's alone.
+	separate := os.Getenv("BULWARK_LOAD_SEPARATE") == "1"
+	var g genResult
+	if separate {
+		g = runGeneratorProcess(t, url, certs.CABundle(), rps, secs)
+	} else {
+		var err error
+		if g, err = generate(url, certs.CABundle(), rps, secs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, overload, elapsed, total := g.Latencies, g.Overload, g.Elapsed, rps*secs
+	cpuPerReq := (cpuTime() - cpu0) / time.Duration(max(1, total-overload))
+	who := "server and generator"
+	if separate {
+		who = "server only"
+	}
+	p50, p99, pmax := percentile(all, 0.50), percentile(all, 0.99), percentile(all, 1)
+	rss, hwm := procStatus("VmRSS"), procStatus("VmHWM")
+	var ld string
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		ld = strings.TrimSpace(string(b))
+	}
+	// The server's own view (bulwark_admission_review_duration_seconds,
+	// request read to response written): what the generator adds on top
+	// (TLS, client, scheduling in the same process) is the difference.
+	sp50, sp99, sn := serverHistogram(t, srv).sub(hist0).quantiles()
+	t.Logf("server-side (Prometheus histogram, bucket upper bounds; includes the generator's warm-up): %d reviews, p50 ≤ %v, p99 ≤ %v", sn, sp50, sp99)
+	t.Logf("%d requests in %v (%.0f/s target %d/s), %d dropped by the generator; latency p50 %v p99 %v max %v; RSS %d MB (peak %d MB); CPU %v per request (%s); %d GCs (%s); load average %s",
+		len(all), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(), rps, overload, p50, p99, pmax, rss>>20, hwm>>20, cpuPerReq, who,
+		gcCount()-gc0, GCSummary(), ld)
+	strict := os.Getenv("BULWARK_LOAD_STRICT") == "1"
+	if strict && overload > total/100 {
+		t.Errorf("%d of %d requests could not be sent on time: the webhook does not keep up", overload, total)
+	}
+	limit := 2 * time.Second // every answer correct and none stalled, whatever the neighbours do
+	if strict {
+		limit = 5 * time.Millisecond
+	}
+	if p99 > limit {
+		t.Errorf("p99 %v over %v", p99, limit)
+	}
+	if rss > 100<<20 {
+		t.Errorf("RSS %d MB over 100 MB", rss>>20)
+	}
+}
+
+// genResult is what the load generator measured.
+type genResult struct {
+	Latencies []time.Duration
+	Overload  int
+	Elapsed   time.Duration
+}
+
+// generate sends rps reviews per second for secs seconds to url from a
+// bounded pool of keep-alive TLS clients. Latency runs from each request's
+// scheduled time (so a stalled server is not hidden by a stalled
+// generator) to the last byte of the answer.
+func generate(url string, caPEM []byte, rps, secs int) (genResult, error) {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certs.CABundle())
+	pool.AppendCertsFromPEM(caPEM)
 	const workers = 16
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
 		MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
-	url := "https://" + srv.Addr().String() + PathValidate
 	body := benchDeployment("load")
 	send := func() error {
 		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
@@ -215,7 +281,7 @@ func TestLoadLoopback(t *testing.T) {
 	warm.Wait()
 	select {
 	case err := <-warmErr:
-		t.Fatal(err)
+		return genResult{}, err
 	default:
 	}
 	jobs := make(chan time.Time, workers*8) // bounded: a full queue is an overload, counted
@@ -223,9 +289,7 @@ func TestLoadLoopback(t *testing.T) {
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	for i := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for at := range jobs {
 				if err := send(); err != nil {
 					errs <- err
@@ -233,11 +297,8 @@ func TestLoadLoopback(t *testing.T) {
 				}
 				lat[i] = append(lat[i], time.Since(at))
 			}
-		}()
+		})
 	}
-	cpu0 := cpuTime()
-	hist0 := serverHistogram(t, srv)
-	gc0 := gcCount()
 	total, overload := rps*secs, 0
 	interval := time.Second / time.Duration(rps)
 	start := time.Now()
@@ -254,45 +315,66 @@ func TestLoadLoopback(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
-	elapsed := time.Since(start)
-	cpuPerReq := (cpuTime() - cpu0) / time.Duration(max(1, rps*secs-overload))
+	g := genResult{Overload: overload, Elapsed: time.Since(start)}
 	select {
 	case err := <-errs:
-		t.Fatal(err)
+		return g, err
 	default:
 	}
-	var all []time.Duration
 	for _, l := range lat {
-		all = append(all, l...)
+		g.Latencies = append(g.Latencies, l...)
 	}
-	p50, p99, pmax := percentile(all, 0.50), percentile(all, 0.99), percentile(all, 1)
-	rss, hwm := procStatus("VmRSS"), procStatus("VmHWM")
-	var ld string
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		ld = strings.TrimSpace(string(b))
+	return g, nil
+}
+
+// runGeneratorProcess runs generate in a child process (TestLoadGenerator
+// of this same test binary, see TestMain) and reads its result from stdout.
+func runGeneratorProcess(t *testing.T, url string, caPEM []byte, rps, secs int) genResult {
+	t.Helper()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	// The server's own view (bulwark_admission_review_duration_seconds,
-	// request read to response written): what the generator adds on top
-	// (TLS, client, scheduling in the same process) is the difference.
-	sp50, sp99, sn := serverHistogram(t, srv).sub(hist0).quantiles()
-	t.Logf("server-side (Prometheus histogram, bucket upper bounds): %d reviews, p50 ≤ %v, p99 ≤ %v", sn, sp50, sp99)
-	t.Logf("%d requests in %v (%.0f/s target %d/s), %d dropped by the generator; latency p50 %v p99 %v max %v; RSS %d MB (peak %d MB); CPU %v per request (server and generator); %d GCs (%s); load average %s",
-		len(all), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(), rps, overload, p50, p99, pmax, rss>>20, hwm>>20, cpuPerReq,
-		gcCount()-gc0, GCSummary(), ld)
-	strict := os.Getenv("BULWARK_LOAD_STRICT") == "1"
-	if strict && overload > total/100 {
-		t.Errorf("%d of %d requests could not be sent on time: the webhook does not keep up", overload, total)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BULWARK_LOAD_GENERATOR_URL="+url, "BULWARK_LOAD_GENERATOR_CA="+ca,
+		"BULWARK_LOAD_RPS="+strconv.Itoa(rps), "BULWARK_LOAD_SECONDS="+strconv.Itoa(secs))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("load generator process: %v\n%s", err, out)
 	}
-	limit := 2 * time.Second // every answer correct and none stalled, whatever the neighbours do
-	if strict {
-		limit = 5 * time.Millisecond
+	_, line, ok := bytes.Cut(out, []byte("LOADRESULT "))
+	if !ok {
+		t.Fatalf("load generator printed no result:\n%s", out)
 	}
-	if p99 > limit {
-		t.Errorf("p99 %v over %v", p99, limit)
+	line, _, _ = bytes.Cut(line, []byte("\n"))
+	var g genResult
+	if err := json.Unmarshal(line, &g); err != nil {
+		t.Fatalf("load generator result: %v", err)
 	}
-	if rss > 100<<20 {
-		t.Errorf("RSS %d MB over 100 MB", rss>>20)
+	return g
+}
+
+// TestMain runs this test binary as TestLoadLoopback's generator process
+// when BULWARK_LOAD_GENERATOR_URL is set (BULWARK_LOAD_SEPARATE=1), and
+// runs the tests otherwise.
+func TestMain(m *testing.M) {
+	url := os.Getenv("BULWARK_LOAD_GENERATOR_URL")
+	if url == "" {
+		os.Exit(m.Run())
 	}
+	caPEM, err := os.ReadFile(os.Getenv("BULWARK_LOAD_GENERATOR_CA"))
+	if err == nil {
+		var g genResult
+		if g, err = generate(url, caPEM, envInt("BULWARK_LOAD_RPS", 500), envInt("BULWARK_LOAD_SECONDS", 4)); err == nil {
+			var b []byte
+			if b, err = json.Marshal(g); err == nil {
+				fmt.Printf("LOADRESULT %s\n", b)
+				os.Exit(0)
+			}
+		}
+	}
+	fmt.Fprintln(os.Stderr, "load generator:", err)
+	os.Exit(1)
 }
 
 // histogram is a snapshot of the webhook's CREATE latency histogram.
