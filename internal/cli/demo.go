@@ -2,8 +2,7 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"io/fs"
+	"github.com/bulwark-security/bulwark/internal/demo"
 	"os"
 	"path/filepath"
 
@@ -36,7 +35,7 @@ is removed afterwards.`,
 			if dbDir == "" {
 				dbDir = filepath.Join(tmp, "db")
 			}
-			paths, imagePath, err := writeDemoFiles(tmp)
+			paths, imagePath, err := demo.WriteFiles(tmp)
 			if err != nil {
 				return err
 			}
@@ -56,24 +55,4 @@ is removed afterwards.`,
 	f.platform = "linux/amd64"
 	f.maxImageSize, f.maxFiles, f.maxFileSize = 1<<30, 100_000, 256<<20
 	return cmd
-}
-
-func copyOut(fsys fs.FS, name, dst string) error {
-	src, err := fsys.Open(name)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, src); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bulwark-security/bulwark/internal/demo"
 	"log/slog"
 	"net"
 	"os"
@@ -168,7 +169,7 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		paths, img, err := writeDemoFiles(tmp)
+		paths, img, err := demo.WriteFiles(tmp)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -181,35 +180,6 @@ func (c *movableClock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// demoFiles writes the bundled demo files out (the importer and the image
-// reader take paths) and returns the advisory files and the image.
-func demoFiles(dir string) (dbFiles []string, imagePath string, err error) {
-	err = fs.WalkDir(demo.Files, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		b, err := fs.ReadFile(demo.Files, p)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(dst, b, 0o644); err != nil {
-			return err
-		}
-		switch {
-		case p == demo.ImagePath:
-			imagePath = dst
-		case filepath.Dir(dst) == filepath.Join(dir, demo.DBDir):
-			dbFiles = append(dbFiles, dst)
-		}
-		return nil
-	})
-	return dbFiles, imagePath, err
-}
-
 // buildImages assembles OCI layouts from the demo image's layers: an OCI
 // layout has a manifest digest (a docker-save archive has none), which the
 // store keys images by.
@@ -276,7 +246,7 @@ func buildImages(demoTar, dir string) (map[string]string, error) {
 }
 
 func buildWorld(ctx context.Context, dir string) (*world, error) {
-	dbFiles, demoTar, err := demoFiles(filepath.Join(dir, "demo"))
+	dbFiles, demoTar, err := demo.WriteFiles(filepath.Join(dir, "demo"))
 	if err != nil {
 		return nil, err
 	}

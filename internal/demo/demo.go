@@ -5,7 +5,14 @@
 // by hand.
 package demo
 
-import "embed"
+import (
+	"embed"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
 
 // Files holds ImagePath and the advisory files under DBDir.
 //
@@ -20,3 +27,49 @@ const (
 
 // Files is the bundled demo data.
 var Files = data
+
+// WriteFiles writes the bundled demo under dir (the importer and the image
+// reader take paths, as they do for users' own files) and returns the
+// advisory files and the demo image archive.
+func WriteFiles(dir string) (advisories []string, imagePath string, err error) {
+	err = fs.WalkDir(data, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(p))
+		if err := copyOut(p, dst); err != nil {
+			return err
+		}
+		switch {
+		case p == ImagePath:
+			imagePath = dst
+		case filepath.Dir(dst) == filepath.Join(dir, filepath.FromSlash(DBDir)):
+			advisories = append(advisories, dst)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("write demo data to %s: %w", dir, err)
+	}
+	return advisories, imagePath, nil
+}
+
+func copyOut(name, dst string) error {
+	src, err := data.Open(name)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
