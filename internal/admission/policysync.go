@@ -15,11 +15,6 @@ import (
 	"github.com/bulwark-security/bulwark/internal/policy"
 )
 
-// CentralPolicyPrefix names central's documents as policy sources
-// ("central:deny-critical"), the spelling central uses in its own
-// validation errors, so a load error reads the same in both places.
-const CentralPolicyPrefix = "central:"
-
 // PathPolicies is central's admission policy endpoint.
 const PathPolicies = "/api/v1/admission/policies"
 
@@ -193,7 +188,7 @@ func decodeCentralPolicies(r io.Reader) ([]policy.Source, string, error) {
 			return nil, "", fmt.Errorf("decode policies: document %q twice", it.Name)
 		}
 		seen[it.Name] = true
-		srcs = append(srcs, policy.Source{Name: CentralPolicyPrefix + it.Name, Data: []byte(it.YAML)})
+		srcs = append(srcs, policy.Source{Name: policy.CentralSource(it.Name), Data: []byte(it.YAML)})
 	}
 	return srcs, body.ETag, nil
 }

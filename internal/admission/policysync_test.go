@@ -153,7 +153,7 @@ func FuzzDecodeCentralPolicies(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, s := range srcs {
-			if !strings.HasPrefix(s.Name, CentralPolicyPrefix) || s.Name == CentralPolicyPrefix || seen[s.Name] {
+			if !strings.HasPrefix(s.Name, policy.CentralSource("")) || s.Name == policy.CentralSource("") || seen[s.Name] {
 				t.Fatalf("bad source name %q", s.Name)
 			}
 			seen[s.Name] = true

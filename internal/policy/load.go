@@ -183,9 +183,14 @@ func NewLoader(cel *celeval.Env, now func() time.Time) (*Loader, error) {
 
 // Source is one policy input.
 type Source struct {
-	Name string // file path, or "central"
+	Name string // file path, or CentralSource(name)
 	Data []byte
 }
+
+// CentralSource names a policy document stored in central
+// ("central:deny-critical"): central spells it so in its validation errors
+// and the webhooks in their load errors, so an error reads the same in both.
+func CentralSource(name string) string { return "central:" + name }
 
 // Load parses and compiles sources into a Set. Any error in any document
 // rejects the whole load (the caller keeps its previous Set): a policy

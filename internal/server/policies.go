@@ -22,10 +22,6 @@ import (
 
 var rolesPolicyRead = []store.Role{store.RoleAdmin, store.RoleAnalyst, store.RoleAgent}
 
-// PolicySourcePrefix names central's documents as policy sources
-// ("central:deny-critical"), in load errors here and in the webhooks.
-const PolicySourcePrefix = "central:"
-
 type admissionPolicyJSON struct {
 	Name      string    `json:"name"`
 	YAML      string    `json:"yaml"`
@@ -111,10 +107,10 @@ func (s *Server) putAdmissionPolicy(c *call) error {
 	srcs := make([]policy.Source, 0, len(ps)+1)
 	for _, p := range ps {
 		if p.Name != name {
-			srcs = append(srcs, policy.Source{Name: PolicySourcePrefix + p.Name, Data: []byte(p.YAML)})
+			srcs = append(srcs, policy.Source{Name: policy.CentralSource(p.Name), Data: []byte(p.YAML)})
 		}
 	}
-	srcs = append(srcs, policy.Source{Name: PolicySourcePrefix + name, Data: body})
+	srcs = append(srcs, policy.Source{Name: policy.CentralSource(name), Data: body})
 	env, err := celeval.NewEnv()
 	if err != nil {
 		return fmt.Errorf("policy validation: %w", err)
