@@ -68,3 +68,11 @@ echo "== test"
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 go test -count=1 -timeout 45m "${pkgs[@]}"
+
+# Machine-wide drift prevention (probe.Config.PreventUnknown) kills upper-layer binaries in every cgroup
+# with no decision for a moment, so its test runs alone, after the rest (it skips unless asked).
+if [ ${#@} -eq 0 ]; then
+  echo "== sensor: prevention of unattributed containers' first exec (alone)"
+  BULWARK_PROBE_GLOBAL_TESTS=1 go test -p 1 -count=1 -run 'TestDriftPreventedFromFirstExec|TestPreventUnknownSettledByUserSpace' \
+    ./internal/sensor/probe ./internal/sensor/e2e
+fi

@@ -136,9 +136,9 @@ func TestDeployManifests(t *testing.T) {
 		"BW-PSS-seccompProfile_restricted DaemonSet/bulwark/bulwark-sensor": "bpf() is refused by RuntimeDefault",
 		"BW-K8S-0008 DaemonSet/bulwark/bulwark-sensor":                      "host PID namespace",
 		"BW-PSS-hostNamespaces DaemonSet/bulwark/bulwark-sensor":            "host PID namespace",
-		"BW-K8S-0011 DaemonSet/bulwark/bulwark-sensor":                      "host /sys and spool",
-		"BW-PSS-hostPathVolumes DaemonSet/bulwark/bulwark-sensor":           "host /sys and spool",
-		"BW-PSS-restrictedVolumes DaemonSet/bulwark/bulwark-sensor":         "host /sys and spool",
+		"BW-K8S-0011 DaemonSet/bulwark/bulwark-sensor":                      "host /sys, spool, runtime state",
+		"BW-PSS-hostPathVolumes DaemonSet/bulwark/bulwark-sensor":           "host /sys, spool, runtime state",
+		"BW-PSS-restrictedVolumes DaemonSet/bulwark/bulwark-sensor":         "host /sys, spool, runtime state",
 		// The sensor's health is its metrics and its alerts; a probe on
 		// the metrics port is left to the operator.
 		"BW-K8S-0020 DaemonSet/bulwark/bulwark-sensor": "metrics",

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -50,6 +51,12 @@ type sensorFlags struct {
 	driftPrevent    []string
 	queueSize       int
 	ringBufferBytes uint32
+	runtimeState    []string
+	noRuntimeState  bool
+	stateDir        string
+	noScriptDrift   bool
+	preventUnknown  bool
+	hostRoot        string
 }
 
 func (a *app) sensorCmd() *cobra.Command {
@@ -76,7 +83,16 @@ Pods: the sensor watches this node's pods through the Kubernetes API
 
 Drift prevention: --drift-prevent SELECTOR kills, before it runs, any
 executable not in the image in matching containers (keys namespace, image,
-pod, container; '*' globs; several keys in one selector must all match).`,
+pod, container; '*' globs; several keys in one selector must all match).
+Scripts from a container's writable layer run by an interpreter (./x.sh,
+sh /tmp/x.sh, python3 /tmp/x.py) are detected, not prevented.
+
+Containers: names and images come from the container runtime's own state
+(--runtime-state: runc/crun state files and the CRI annotations containerd
+and CRI-O write into each container's OCI config; the CRI gRPC socket is not
+used), merged with the pod informer's workload, labels and digest.
+
+Learned listener ports are kept in --state-dir across restarts.`,
 		Example: `  # alerts as JSON lines on stdout, default rules
   sudo bulwark sensor
 
@@ -147,10 +163,16 @@ func (a *app) sensorFlags(cmd *cobra.Command, f *sensorFlags, live bool) {
 	fl.DurationVar(&f.dnsTimeout, "dns-timeout", 2*time.Second, "timeout per domain name resolution of intel lists")
 	fl.DurationVar(&f.listenLearn, "listen-learn", 10*time.Minute, "learn an image's listening ports this long after its first listen; later new ports alert")
 	fl.StringSliceVar(&f.allowListeners, "allow-listener", nil, "IMAGE-GLOB=PORT[,PORT] always allowed to listen (repeatable)")
+	fl.StringSliceVar(&f.runtimeState, "runtime-state", enrich.DefaultRuntimeRoots(), "OCI runtime state roots read for container names and images (runc/crun state + CRI annotations; repeatable)")
+	fl.BoolVar(&f.noRuntimeState, "no-runtime-state", false, "do not read the container runtime's state for attribution")
 	fl.IntVar(&f.queueSize, "queue-size", 65536, "events queued between the ring buffer and the rules; beyond it events are dropped and counted")
 	if live {
 		fl.StringSliceVar(&f.driftPrevent, "drift-prevent", nil, "kill drift executions in containers matching namespace=G,image=G,pod=G,container=G (repeatable)")
 		fl.Uint32Var(&f.ringBufferBytes, "ring-buffer-bytes", 0, "BPF ring buffer size (power of two; default the probe's)")
+		fl.BoolVar(&f.preventUnknown, "drift-prevent-unknown", false, "with --drift-prevent: kill drift in containers not yet attributed (from their first exec), releasing those no selector matches")
+		fl.BoolVar(&f.noScriptDrift, "no-script-drift", false, "do not check whether interpreters run scripts from a container's writable layer")
+		fl.StringVar(&f.hostRoot, "host-root", "", "the host's root as seen by the sensor, for overlay layer paths (default /proc/1/root when readable, else /)")
+		fl.StringVar(&f.stateDir, "state-dir", "/var/lib/bulwark/sensor-state", "directory for the sensor's learned state (listener baselines); empty: keep it in memory only")
 	}
 }
 
@@ -303,16 +325,32 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	if err := ld.ParseAllowListeners(f.allowListeners); err != nil {
 		return fmt.Errorf("--allow-listener: %w", err)
 	}
+	if f.stateDir != "" && replayFile == "" {
+		// The learned listener baseline survives restarts; a replay never
+		// touches the live sensor's baseline.
+		path := filepath.Join(f.stateDir, "listeners.json")
+		if err := ld.Load(path); err != nil {
+			log.Warn("listener baseline not loaded; learning from scratch", "err", err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); ld.RunPersistence(ctx, path, 30*time.Second, log) }()
+	}
 	cfg.Detectors = []sensor.Detector{&sensor.IntelDetector{Sets: il.Current}, ld}
 
 	// Drift prevention selectors (the preventer is the probe, set below).
 	var prev *sensor.Prevention
+	if f.preventUnknown && len(f.driftPrevent) == 0 {
+		return errors.New("--drift-prevent-unknown needs at least one --drift-prevent selector")
+	}
 	if len(f.driftPrevent) > 0 {
-		prev = &sensor.Prevention{
+		prev = &sensor.Prevention{Unknown: f.preventUnknown,
 			OnError: func(id string, err error) { log.Error("drift prevention not enabled", "container", id, "err", err) },
 			OnEnable: func(id string, cg uint64) {
 				counters.Prevented.Add(1)
 				log.Info("drift prevention on", "container", id, "cgroup", cg)
+			},
+			OnAllow: func(id string, cg uint64) {
+				log.Debug("container released from unknown-container prevention", "container", id, "cgroup", cg)
 			},
 		}
 		for _, s := range f.driftPrevent {
@@ -330,18 +368,36 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	var p *probe.Probe
 	if replayFile == "" {
 		var err error
-		p, err = probe.Load(ctx, probe.Config{Logger: log, RingBufferBytes: f.ringBufferBytes})
+		p, err = probe.Load(ctx, probe.Config{Logger: log, RingBufferBytes: f.ringBufferBytes, PreventUnknown: f.preventUnknown})
 		if err != nil {
 			return fmt.Errorf("load the eBPF probe: %w", err)
 		}
 		defer p.Close()
 		if prev != nil {
 			prev.Preventer = p
+			// The probe's cgroup resolver knows each container's cgroup from
+			// its events: no walk of the cgroup tree per container.
+			if r, ok := p.Containers().(interface{ CgroupIDOf(string) (uint64, bool) }); ok {
+				walk := sensor.CgroupIDFromFS("")
+				prev.CgroupID = func(id string) (uint64, error) {
+					if cg, ok := r.CgroupIDOf(id); ok {
+						return cg, nil
+					}
+					return walk(id)
+				}
+			}
 		}
 	}
 
-	// Enrichment.
+	// Enrichment: the runtime's own state first (image and container names as
+	// the runtime started them, also for containers outside Kubernetes), then
+	// the pod informer (workload, labels, digest); answers are merged.
 	var resolvers []enrich.Resolver
+	var runtime *enrich.Runtime
+	if !f.noRuntimeState && len(f.runtimeState) > 0 {
+		runtime = enrich.NewRuntime(enrich.RuntimeConfig{Roots: f.runtimeState})
+		resolvers = append(resolvers, runtime)
+	}
 	var kube *enrich.Kube
 	if !f.noKube {
 		rc, err := k8s.RESTConfig(f.kubeconfig, f.kubeContext)
@@ -373,13 +429,32 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	wg.Add(1)
 	go func() { defer wg.Done(); en.Run(ctx) }()
 	cfg.Enricher = en
+	if replayFile == "" && !f.noScriptDrift {
+		// Needs the live processes' /proc entries: live mode only.
+		sd := &sensor.ScriptDrift{HostRoot: f.hostRoot, Log: log}
+		if runtime != nil {
+			sd.Runtime = runtime
+		}
+		cfg.ScriptDrift = sd
+	}
 
 	s, err := sensor.New(cfg)
 	if err != nil {
 		return err
 	}
 	if f.metricsAddr != "" {
-		if err := serveMetrics(ctx, &wg, f.metricsAddr, counters, en, sp, log); err != nil {
+		extra := map[string]func() float64{}
+		if runtime != nil {
+			extra["runtime_state_lookups_total"] = func() float64 { return float64(runtime.Stats().Lookups) }
+			extra["runtime_state_errors_total"] = func() float64 { return float64(runtime.Stats().Errors) }
+		}
+		if sd := cfg.ScriptDrift; sd != nil {
+			extra["script_checks_total"] = func() float64 { return float64(sd.Checked.Load()) }
+			extra["script_drift_total"] = func() float64 { return float64(sd.Found.Load()) }
+			extra["script_checks_dropped_total"] = func() float64 { return float64(sd.Dropped.Load()) }
+			extra["script_checks_unverifiable_total"] = func() float64 { return float64(sd.Unverifiable.Load()) }
+		}
+		if err := serveMetrics(ctx, &wg, f.metricsAddr, counters, en, sp, extra, log); err != nil {
 			return err
 		}
 	}
@@ -429,15 +504,19 @@ func drainSpool(ctx context.Context, sp *spool.Spool, max time.Duration) {
 	}
 }
 
-func serveMetrics(ctx context.Context, wg *sync.WaitGroup, addr string, c *sensor.Counters, en *enrich.Enricher, sp *spool.Spool, log interface {
-	Error(string, ...any)
-}) error {
+func serveMetrics(ctx context.Context, wg *sync.WaitGroup, addr string, c *sensor.Counters, en *enrich.Enricher, sp *spool.Spool,
+	extra map[string]func() float64, log interface {
+		Error(string, ...any)
+	}) error {
 	reg := prometheus.NewRegistry()
 	gauges := map[string]func() float64{
 		"enrich_cached_containers":   func() float64 { return float64(en.Stats().Cached) },
 		"enrich_misses_total":        func() float64 { return float64(en.Stats().Misses) },
 		"enrich_queue_drops_total":   func() float64 { return float64(en.Stats().QueueDrops) },
 		"enrich_lookup_errors_total": func() float64 { return float64(en.Stats().LookupErrors) },
+	}
+	for k, f := range extra {
+		gauges[k] = f
 	}
 	if sp != nil {
 		gauges["spool_bytes"] = func() float64 { return float64(sp.Stats().Bytes) }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/sensor/probe"
+	"github.com/bulwark-security/bulwark/internal/sensor/probe/runctest"
 	"github.com/bulwark-security/bulwark/internal/sensor/spool"
 )
 
@@ -97,6 +98,7 @@ func TestSensorFlagErrors(t *testing.T) {
 		{[]string{"sensor", "replay", "--no-kube", "--server", "http://example.com", "--token", "t", "x.jsonl"}, "plain HTTP"},
 		{[]string{"sensor", "replay", "--no-kube", "--server", "https://example.com", "x.jsonl"}, "--token"},
 		{[]string{"sensor", "--no-kube", "--drift-prevent", "colour=red"}, "--drift-prevent"},
+		{[]string{"sensor", "--no-kube", "--drift-prevent-unknown"}, "needs at least one --drift-prevent"},
 	} {
 		r := run(t, tc.args...).want(t, ExitError)
 		if !strings.Contains(r.stderr, tc.msg) {
@@ -104,7 +106,8 @@ func TestSensorFlagErrors(t *testing.T) {
 		}
 	}
 	r := run(t, "sensor", "--help").want(t, ExitOK)
-	for _, s := range []string{"--drift-prevent", "--spool-dir", "--metrics-addr", "sensor replay"} {
+	for _, s := range []string{"--drift-prevent", "--spool-dir", "--metrics-addr", "sensor replay", "--runtime-state", "--state-dir",
+		"--drift-prevent-unknown", "--no-script-drift", "--host-root"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("--help lacks %s", s)
 		}
@@ -199,7 +202,8 @@ func TestSensorLive(t *testing.T) {
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, Env{Version: "test", Args: []string{"sensor", "--no-kube", "--no-default-intel", "--output", out, "--metrics-addr", "127.0.0.1:0"},
+		done <- Main(ctx, Env{Version: "test", Args: []string{"sensor", "--no-kube", "--no-default-intel", "--output", out, "--metrics-addr", "127.0.0.1:0",
+			"--state-dir", filepath.Join(dir, "state")},
 			Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }})
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -221,5 +225,71 @@ func TestSensorLive(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no Test alert for the host exec in --output; stderr:\n%s", stderr.String())
+	}
+}
+
+// TestSensorRestartKeepsListenerBaseline (root, real probe + runc): the live
+// command attributes a runc container from its runtime state (--runtime-state:
+// the image comes from the containerd CRI annotation in its bundle), learns the
+// port it listens on, saves the baseline in --state-dir at exit; a second run
+// (after the learning window) loads it: the learned port stays quiet, a new
+// one alerts.
+func TestSensorRestartKeepsListenerBaseline(t *testing.T) {
+	if err := probe.Supported(); err != nil {
+		if os.Getenv("BULWARK_REQUIRE_SENSOR") == "1" {
+			t.Fatalf("sensor cannot run: %v", err)
+		}
+		t.Skipf("sensor cannot run here: %v", err)
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "runc", "k8s.io")
+	c := runctest.Start(t, runctest.Options{RuncRoot: state, Annotations: map[string]string{
+		"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.image-name": "registry.example.com/listener:1"}})
+	stateDir := filepath.Join(dir, "sensor-state")
+	run := func(out string, action func()) string {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stderr bytes.Buffer
+		done := make(chan int, 1)
+		go func() {
+			done <- Main(ctx, Env{Version: "test", Args: []string{"sensor", "--no-kube", "--no-default-intel", "--output", out,
+				"--runtime-state", state, "--state-dir", stateDir, "--listen-learn", "2s"},
+				Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }})
+		}()
+		time.Sleep(1500 * time.Millisecond) // probe loaded
+		action()
+		time.Sleep(1500 * time.Millisecond) // events processed
+		cancel()
+		select {
+		case code := <-done:
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("sensor did not stop")
+		}
+		b, _ := os.ReadFile(out)
+		return string(b)
+	}
+	ctx := context.Background()
+	first := run(filepath.Join(dir, "a1.jsonl"), func() {
+		if _, err := c.Sh(ctx, "(nc -l -p 8080 >/dev/null 2>&1 &)"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if strings.Contains(first, "Unusual listening port") {
+		t.Fatalf("alert while learning:\n%s", first)
+	}
+	b, err := os.ReadFile(filepath.Join(stateDir, "listeners.json"))
+	if err != nil || !strings.Contains(string(b), `"registry.example.com/listener:1"`) || !strings.Contains(string(b), "8080") {
+		t.Fatalf("baseline not saved with the runtime-attributed image: %s %v", b, err)
+	}
+	time.Sleep(2 * time.Second) // the learning window is over
+	second := run(filepath.Join(dir, "a2.jsonl"), func() {
+		if _, err := c.Sh(ctx, "pkill nc; (nc -l -p 8080 >/dev/null 2>&1 &); (nc -l -p 9090 >/dev/null 2>&1 &)"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if strings.Count(second, "Unusual listening port") != 1 || !strings.Contains(second, "port=9090") || strings.Contains(second, "port=8080") {
+		t.Fatalf("after restart: want one listener alert for 9090:\n%s", second)
 	}
 }

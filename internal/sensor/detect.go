@@ -65,8 +65,8 @@ func (d *IntelDetector) Detect(ev *rules.Event, dst []Detection) []Detection {
 // neither allowed for its image nor learned: for LearnFor after the first
 // listen seen from an image, every port it listens on is learned as normal;
 // after that window, a new port is an alert (and is then learned, so it
-// alerts once per image and port). Learned ports live in memory only; a
-// restart learns again. Static allowances: ParseAllowListeners("*nginx*=80,443").
+// alerts once per image and port). Learned ports survive restarts through
+// Load and Save (a small versioned state file, see listener_state.go). Static allowances: ParseAllowListeners("*nginx*=80,443").
 type ListenerDetector struct {
 	LearnFor time.Duration
 	Now      func() time.Time
@@ -74,6 +74,7 @@ type ListenerDetector struct {
 	mu      sync.Mutex
 	allowed []allowRule
 	images  map[string]*imagePorts
+	dirty   bool // learned state changed since the last Save
 }
 
 type allowRule struct {
@@ -89,6 +90,9 @@ type imagePorts struct {
 // maxLearnedImages bounds memory: beyond it, unknown images are not tracked
 // (and never alert).
 const maxLearnedImages = 4096
+
+// maxPortsPerImage bounds one image's learned ports (memory and state file).
+const maxPortsPerImage = 1024
 
 // ParseAllowListeners reads "image-glob=port,port" entries.
 func (d *ListenerDetector) ParseAllowListeners(specs []string) error {
@@ -141,11 +145,16 @@ func (d *ListenerDetector) Detect(ev *rules.Event, dst []Detection) []Detection 
 		}
 		ip = &imagePorts{since: now(), ports: map[int64]bool{}}
 		d.images[image] = ip
+		d.dirty = true
 	}
 	if ip.ports[port] {
 		return dst
 	}
+	if len(ip.ports) >= maxPortsPerImage {
+		return dst // bounded: an image listening on this many ports is not learned further
+	}
 	ip.ports[port] = true
+	d.dirty = true
 	if now().Sub(ip.since) < d.LearnFor {
 		return dst
 	}

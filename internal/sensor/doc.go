@@ -10,7 +10,14 @@
 // the kernel reader. The per-event path (copy, enrichment cache hit, rule
 // evaluation of a non-matching event) does not allocate.
 //
-// Subpackages: enrich (container id → pod/namespace/image, cached), intel
+// Besides the rules, built-in detectors cover what needs state or lists:
+// threat-intel connects, unusual listeners (the learned baseline persisted
+// across restarts, listener_state.go) and script drift (an interpreter
+// running a script from the container's writable layer, checked off the
+// event path through procfs, scriptdrift.go).
+//
+// Subpackages: enrich (container id → pod/namespace/image from the runtime's
+// state and the pod informer, cached), intel
 // (threat-intelligence lists and CIDR lookup), spool (the disk queue to
 // central). The kernel side is internal/sensor/probe; this package reaches it
 // only through the Source and Preventer interfaces so the pipeline is tested

@@ -93,20 +93,43 @@ func (s Selector) Matches(id string, info *enrich.Info) bool {
 	return glob(s.Container, id) && glob(s.Namespace, i.Namespace) && glob(s.Image, i.Image) && glob(s.Pod, i.Pod)
 }
 
+// Allower is a Preventer that can exempt one cgroup from prevention
+// (*probe.Probe's AllowDrift): needed when the probe prevents drift in every
+// container not yet decided (Prevention.Unknown).
+type Allower interface {
+	AllowDrift(cgroupID uint64, on bool) error
+}
+
 // Prevention applies the --drift-prevent selectors: when a container is
 // attributed (enrichment's OnAttributed, or its first event when it has no
 // pod) and a selector matches, its cgroup is put in prevention mode.
+//
+// With Unknown set, the probe itself kills drift in every container no
+// decision covers yet (probe.Config.PreventUnknown), so a selected
+// container is protected from its very first exec, before user space has
+// seen it; Prevention then settles each container: SetPrevention for a
+// selected one, AllowDrift for one no selector matches. A container that
+// is first seen without names (no runtime state, pod not yet known) is
+// released at once and switched back on if its later attribution matches;
+// the runtime-state resolver names CRI containers on their first event.
 type Prevention struct {
 	Selectors []Selector
 	Preventer Preventer
+	Unknown   bool
 	// CgroupID finds a container's cgroup id (default CgroupIDFromFS over
 	// the cgroup2 hierarchy).
 	CgroupID func(containerID string) (uint64, error)
 	OnError  func(containerID string, err error)
 	OnEnable func(containerID string, cgroupID uint64)
+	OnAllow  func(containerID string, cgroupID uint64) // Unknown mode: a container released
 
 	mu   sync.Mutex
-	seen map[string]uint64 // container id → cgroup id in prevention (0: checked, not selected)
+	seen map[string]decision
+}
+
+type decision struct {
+	cg                 uint64
+	prevented, allowed bool
 }
 
 // Enabled reports whether prevention is on for the container.
@@ -116,24 +139,26 @@ func (p *Prevention) Enabled(id string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.seen[id] != 0
+	return p.seen[id].prevented
 }
 
 // Consider evaluates the selectors for a container once per (id, attribution)
-// and switches prevention on when one matches.
+// and switches prevention on when one matches (or, in Unknown mode,
+// releases the container when none does).
 func (p *Prevention) Consider(id string, info *enrich.Info) {
 	if p == nil || len(p.Selectors) == 0 || id == "" || id == "host" {
 		return
 	}
 	p.mu.Lock()
 	if p.seen == nil {
-		p.seen = map[string]uint64{}
+		p.seen = map[string]decision{}
 	}
-	if cg, ok := p.seen[id]; ok && (cg != 0 || info == nil) {
+	d, ok := p.seen[id]
+	if ok && (d.prevented || info == nil) {
 		p.mu.Unlock()
 		return
 	}
-	p.seen[id] = 0
+	p.seen[id] = d // checked (a concurrent Consider without names returns)
 	p.mu.Unlock()
 	match := false
 	for _, s := range p.Selectors {
@@ -142,12 +167,35 @@ func (p *Prevention) Consider(id string, info *enrich.Info) {
 			break
 		}
 	}
-	if !match || p.Preventer == nil {
+	if p.Preventer == nil {
 		return
 	}
 	find := p.CgroupID
 	if find == nil {
 		find = CgroupIDFromFS("")
+	}
+	if !match {
+		al, ok := p.Preventer.(Allower)
+		if !p.Unknown || d.allowed || !ok {
+			return
+		}
+		cg, err := find(id)
+		if err == nil {
+			err = al.AllowDrift(cg, true)
+		}
+		if err != nil {
+			if p.OnError != nil {
+				p.OnError(id, fmt.Errorf("release from prevention: %w", err))
+			}
+			return
+		}
+		p.mu.Lock()
+		p.seen[id] = decision{cg: cg, allowed: true}
+		p.mu.Unlock()
+		if p.OnAllow != nil {
+			p.OnAllow(id, cg)
+		}
+		return
 	}
 	cg, err := find(id)
 	if err == nil {
@@ -160,7 +208,7 @@ func (p *Prevention) Consider(id string, info *enrich.Info) {
 		return
 	}
 	p.mu.Lock()
-	p.seen[id] = cg
+	p.seen[id] = decision{cg: cg, prevented: true}
 	p.mu.Unlock()
 	if p.OnEnable != nil {
 		p.OnEnable(id, cg)

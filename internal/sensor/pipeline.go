@@ -30,6 +30,9 @@ type Config struct {
 	Enricher    *enrich.Enricher
 	Detectors   []Detector
 	Prevention  *Prevention
+	// ScriptDrift, when set, checks (off the event path) whether an
+	// interpreter runs a script from the container's writable layer.
+	ScriptDrift *ScriptDrift
 	Sinks       []Sink
 	// Events, when set, receives every processed event as a JSON line.
 	Events io.Writer
@@ -52,6 +55,9 @@ type Sensor struct {
 	matches []rules.Match
 	dets    []Detection
 	events  *bufio.Writer
+
+	scriptQ  chan scriptJob // nil without ScriptDrift
+	scriptWG sync.WaitGroup
 }
 
 // New checks the configuration and returns a Sensor.
@@ -76,6 +82,13 @@ func New(cfg Config) (*Sensor, error) {
 	if cfg.Events != nil {
 		s.events = bufio.NewWriterSize(cfg.Events, 64<<10)
 	}
+	if cfg.ScriptDrift != nil {
+		n := cfg.ScriptDrift.QueueSize
+		if n <= 0 {
+			n = 1024
+		}
+		s.scriptQ = make(chan scriptJob, n)
+	}
 	return s, nil
 }
 
@@ -98,6 +111,10 @@ func (s *Sensor) Push(ev *rules.Event) {
 // cancelled context is not an error).
 func (s *Sensor) Run(ctx context.Context, src Source) error {
 	var wg sync.WaitGroup
+	if s.scriptQ != nil {
+		s.scriptWG.Add(1)
+		go func() { defer s.scriptWG.Done(); s.checkScripts() }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); s.work() }()
 	go func() { defer wg.Done(); s.deliver() }()
@@ -112,6 +129,14 @@ func (s *Sensor) Run(ctx context.Context, src Source) error {
 
 func (s *Sensor) work() {
 	defer close(s.alertQ)
+	defer func() {
+		// Script checks still queued finish (and emit) before the alert
+		// queue closes.
+		if s.scriptQ != nil {
+			close(s.scriptQ)
+			s.scriptWG.Wait()
+		}
+	}()
 	defer func() {
 		if s.events != nil {
 			if err := s.events.Flush(); err != nil {
@@ -149,6 +174,15 @@ func (s *Sensor) Process(ev *rules.Event) {
 	s.dets = s.dets[:0]
 	for _, d := range s.cfg.Detectors {
 		s.dets = d.Detect(ev, s.dets)
+	}
+	if s.scriptQ != nil {
+		if script, interp, shebang, ok := s.cfg.ScriptDrift.Candidate(ev); ok {
+			select {
+			case s.scriptQ <- scriptJob{ev: *ev, info: info, script: script, interpreter: interp, shebang: shebang}:
+			default:
+				s.cfg.ScriptDrift.Dropped.Add(1)
+			}
+		}
 	}
 	if s.events != nil {
 		s.writeEvent(ev)
@@ -188,6 +222,32 @@ func (s *Sensor) Process(ev *rules.Event) {
 	}
 	for _, d := range s.dets {
 		s.emit(ev, info, d.Rule, "builtin", d.Severity, d.Title, d.Tactic, d.Technique, evidence, []string{d.Key})
+	}
+}
+
+// checkScripts runs the queued script-drift checks (one worker: each check
+// is a handful of procfs reads) and emits their alerts.
+func (s *Sensor) checkScripts() {
+	d := s.cfg.ScriptDrift
+	for j := range s.scriptQ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		f, err := d.Check(ctx, &j.ev, j.script, j.shebang)
+		cancel()
+		if err != nil {
+			s.cfg.Log.Debug("script drift check", "container", j.ev.Container.ID, "script", j.script, "err", err)
+		}
+		if f == nil {
+			continue
+		}
+		det := scriptDetection(&j.ev, f, j.interpreter)
+		jj := ToJSON(&j.ev)
+		jj.Extra = map[string]any{"script": f.Script, "script_in_image": f.InImage, "interpreter": j.interpreter}
+		evidence, _ := json.Marshal(jj)
+		if len(evidence) > alerts.MaxEvidenceBytes {
+			jj.Proc.Args, jj.Proc.Cmdline, jj.Proc.Ancestors = trunc(jj.Proc.Args, 4096), trunc(jj.Proc.Cmdline, 4096), nil
+			evidence, _ = json.Marshal(jj)
+		}
+		s.emit(&j.ev, j.info, det.Rule, "builtin", det.Severity, det.Title, det.Tactic, det.Technique, evidence, []string{det.Key})
 	}
 }
 

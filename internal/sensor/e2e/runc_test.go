@@ -89,9 +89,15 @@ type pipeline struct {
 
 // runPipeline loads the real probe and runs the whole sensor pipeline on it
 // until the test ends.
-func runPipeline(t *testing.T, en *enrich.Enricher, prev *sensor.Prevention, set *intel.Set) *pipeline {
+func runPipeline(t *testing.T, en *enrich.Enricher, prev *sensor.Prevention, set *intel.Set, opts ...func(*sensor.Config)) *pipeline {
 	t.Helper()
-	p, err := probe.Load(context.Background(), probe.Config{})
+	return runPipelineWith(t, probe.Config{}, en, prev, set, opts...)
+}
+
+// runPipelineWith is runPipeline with a probe configuration.
+func runPipelineWith(t *testing.T, pcfg probe.Config, en *enrich.Enricher, prev *sensor.Prevention, set *intel.Set, opts ...func(*sensor.Config)) *pipeline {
+	t.Helper()
+	p, err := probe.Load(context.Background(), pcfg)
 	if err != nil {
 		t.Fatalf("load probe: %v", err)
 	}
@@ -105,6 +111,9 @@ func runPipeline(t *testing.T, en *enrich.Enricher, prev *sensor.Prevention, set
 	cfg := sensor.Config{Engine: defaultEngine(t), Enricher: en, Prevention: prev, Sinks: []sensor.Sink{sk}, Counters: c}
 	if set != nil {
 		cfg.Detectors = []sensor.Detector{&sensor.IntelDetector{Sets: func() *intel.Set { return set }}}
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	s, err := sensor.New(cfg)
 	if err != nil {

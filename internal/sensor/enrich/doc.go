@@ -3,15 +3,20 @@
 // the sensor's hot path is a map lookup.
 //
 // Resolvers answer a container id. A Local resolver (the Kubernetes pod
-// informer: an in-memory index of this node's pods) is asked inline on a
-// cache miss, because its answer costs a map lookup; any other resolver is
+// informer: an in-memory index of this node's pods; the runtime state: one
+// tmpfs read per container, then cached) is asked inline on a cache miss,
+// because its answer is cheap and bounded; any other resolver is
 // asked asynchronously by a bounded worker queue, so a miss never blocks an
 // event — the event goes on with its container id only, and later events of
 // the container are enriched. A full lookup queue is a counted drop.
 //
-// CRI: the containerd/CRI-O CRI socket is not used (k8s.io/cri-api pulls in
-// gRPC; see internal/sensor/STATUS.md); the Kubernetes API covers pods, and
-// containers started outside Kubernetes keep their container id only.
+// Resolvers: Runtime reads the container runtime's own state on the node
+// (runc state.json / crun status and the CRI annotations containerd and
+// CRI-O write into the OCI config: pod, namespace, container, image) and
+// Kube indexes the node's pods from the API (workload, labels, digest).
+// Both are Local; answers are merged in resolver order (Merge). The
+// CRI gRPC socket is not used (k8s.io/cri-api + gRPC: +12.6 MB; see
+// internal/sensor/STATUS.md).
 //
 // This package must not import the probe or the rules engine's internals;
 // it fills rules.Event fields and nothing else.

@@ -161,12 +161,15 @@ func (e *Enricher) Run(ctx context.Context) {
 
 func (e *Enricher) lookup(ctx context.Context, id string) {
 	e.lookups.Add(1)
+	// Every resolver is asked and the answers merged in resolver order:
+	// an earlier resolver's fields win (the runtime state names the image
+	// and container as the runtime started it; the pod informer adds the
+	// workload, labels and digest).
 	var info *Info
 	for _, r := range e.cfg.Resolvers {
 		if _, ok := r.(Local); ok {
 			if i, ok := r.(Local).Peek(id); ok {
-				info = i
-				break
+				info = Merge(info, i)
 			}
 			continue
 		}
@@ -174,8 +177,8 @@ func (e *Enricher) lookup(ctx context.Context, id string) {
 		i, err := r.Resolve(c, id)
 		cancel()
 		if err == nil && i != nil {
-			info = i
-			break
+			info = Merge(info, i)
+			continue
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			e.lookupErrs.Add(1)
@@ -250,21 +253,32 @@ func (e *Enricher) Enrich(ev *rules.Event) *Info {
 		return info
 	}
 	e.misses.Add(1)
+	var local *Info
 	for _, l := range e.local {
 		if i, ok := l.Peek(id); ok {
-			e.localHits.Add(1)
-			e.store(id, i)
-			apply(ev, i)
-			return i
+			local = Merge(local, i)
 		}
 	}
 	if len(e.local) == len(e.cfg.Resolvers) {
+		if local != nil {
+			e.localHits.Add(1)
+			e.store(id, local)
+			apply(ev, local)
+			return local
+		}
 		// Nothing to ask asynchronously: remember the miss for NegTTL.
 		e.store(id, nil)
 		if info != nil { // stale positive answer: better than nothing
 			apply(ev, info)
 		}
 		return info
+	}
+	if local != nil {
+		// The local answer is used now; the async lookup below merges the
+		// other resolvers' answers into it.
+		e.localHits.Add(1)
+		e.store(id, local) // attributed now (OnAttributed), refined below
+		info = local
 	}
 	e.mu.Lock()
 	if cur := e.cache[id]; cur == nil || !cur.pending {

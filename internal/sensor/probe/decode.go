@@ -169,13 +169,22 @@ func (d *Decoder) Decode(b []byte, ev *rules.Event) error {
 		return nil
 	}
 	ev.Proc.Name = comm
-	if p := d.proc(pid, uint32(ev.Proc.PPID), comm); p != nil {
-		if strings.HasPrefix(p.name, comm) {
-			ev.Proc.Name = p.name
+	if kind == kindExit {
+		// An exit only retires the process: no /proc read (the process
+		// is gone) and no inheritance for a pid about to be forgotten.
+		if p := d.procs[pid]; p != nil {
+			d.fill(ev, p, comm)
+			delete(d.procs, pid)
+		} else if pp := d.procs[uint32(ev.Proc.PPID)]; pp != nil && strings.HasPrefix(pp.name, comm) {
+			d.fill(ev, pp, comm) // a forked child that did not exec
 		}
-		ev.Proc.Exe, ev.Proc.ExePath, ev.Proc.Args, ev.Proc.Cmdline, ev.Proc.CWD = p.exe, p.exePath, p.args, p.cmdline, p.cwd
-		ev.Proc.ExeUpperLayer, ev.Proc.ExeFromMemfd = p.upper, p.memfd
-		ev.Proc.Ancestors = p.ancestors
+		if ev.Proc.Cmdline == "" {
+			ev.Proc.Cmdline = ev.Proc.Name
+		}
+		return nil
+	}
+	if p := d.proc(pid, uint32(ev.Proc.PPID), comm); p != nil {
+		d.fill(ev, p, comm)
 	}
 	if ev.Proc.Cmdline == "" {
 		ev.Proc.Cmdline = ev.Proc.Name
@@ -183,10 +192,6 @@ func (d *Decoder) Decode(b []byte, ev *rules.Event) error {
 
 	a0, a1 := le64(b, offA), le64(b, offA+8)
 	switch kind {
-	case kindExit:
-		if len(d.procs) > 0 {
-			delete(d.procs, pid)
-		}
 	case kindConnect, kindListen:
 		d.decodeSocket(b, kind, a0, ev)
 	case kindSetuid, kindSetresuid:
@@ -352,6 +357,16 @@ func (d *Decoder) decodeExec(b []byte, flags uint16, comm string, ev *rules.Even
 	if flags&flagPrevented == 0 {
 		d.remember(uint32(ev.Proc.PID), p)
 	}
+}
+
+// fill copies what an exec told about the process into ev.
+func (d *Decoder) fill(ev *rules.Event, p *procInfo, comm string) {
+	if strings.HasPrefix(p.name, comm) {
+		ev.Proc.Name = p.name
+	}
+	ev.Proc.Exe, ev.Proc.ExePath, ev.Proc.Args, ev.Proc.Cmdline, ev.Proc.CWD = p.exe, p.exePath, p.args, p.cmdline, p.cwd
+	ev.Proc.ExeUpperLayer, ev.Proc.ExeFromMemfd = p.upper, p.memfd
+	ev.Proc.Ancestors = p.ancestors
 }
 
 // Prevented reports whether an exec event was blocked by drift prevention

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -85,6 +86,13 @@ type Config struct {
 	// PreventAll kills drift (upper-layer or memfd executables) in every
 	// container; SetPrevention selects single cgroups.
 	PreventAll bool
+	// PreventUnknown kills upper-layer drift in every cgroup that has no
+	// prevention decision yet (none on it or on an ancestor) other than the
+	// host's root: a new container is protected from its first exec, before
+	// user space has attributed it; user space then settles it with
+	// SetPrevention or AllowDrift. Memfd executions are left to the
+	// decisions (host software uses memfd).
+	PreventUnknown bool
 	// IncludeSelf reports the sensor process's own calls (tests and
 	// benchmarks); by default they are dropped to avoid feedback loops.
 	IncludeSelf bool
@@ -97,10 +105,14 @@ type Config struct {
 	// BatchBytes: the kernel wakes the reader only once this much data is
 	// pending; smaller amounts are picked up every PollInterval. Waking the
 	// reader for each sample costs a context switch per event. 0 means
-	// 64 KiB; set NoBatching to wake on every sample (lowest latency).
+	// 256 KiB (at most a quarter of the ring buffer); set NoBatching to wake
+	// on every sample (lowest latency).
 	BatchBytes uint32
 	NoBatching bool
-	// PollInterval bounds how long a sample may wait when batching; 0 means 20ms.
+	// PollInterval bounds how long a sample may wait when batching; 0 means
+	// 100ms. Each poll is a wake-up of the reader (a context switch, costly
+	// on a VM), so it is the reader's idle cost; drift prevention does not
+	// wait for it (the kernel kills at exec).
 	PollInterval time.Duration
 	// Skip names attach points not to attach (e.g. "sys_enter_openat"):
 	// every classic syscall tracepoint puts all syscalls of all tasks on
@@ -117,11 +129,13 @@ type Probe struct {
 	links    []link.Link
 	missing  map[string]error
 	attached []string
+	progs    map[string]*ebpf.Program // attach point → program, for ProgramStats
 	rd       *ringbuf.Reader
 	dec      *Decoder
 	ids      ContainerIDs
 	poll     time.Duration
 
+	cfgMu     sync.Mutex // read-modify-write of the config map
 	mu        sync.Mutex
 	read      uint64
 	badDecode uint64
@@ -228,7 +242,7 @@ func Load(ctx context.Context, cfg Config) (*Probe, error) {
 	if cfg.RingBufferBytes != 0 {
 		spec.Maps["events"].MaxEntries = cfg.RingBufferBytes
 	}
-	p := &Probe{log: log, missing: map[string]error{}}
+	p := &Probe{log: log, missing: map[string]error{}, progs: map[string]*ebpf.Program{}}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -259,26 +273,37 @@ func Load(ctx context.Context, cfg Config) (*Probe, error) {
 	if cfg.SkipHost {
 		c.SkipHost = 1
 	}
+	if cfg.PreventUnknown {
+		c.PreventUnknown = 1
+	}
 	if !cfg.IncludeSelf {
 		c.SelfTgid = uint32(os.Getpid())
 	}
 	c.WakeupBytes = cfg.BatchBytes
 	if c.WakeupBytes == 0 {
-		c.WakeupBytes = 64 << 10
+		c.WakeupBytes = 256 << 10
+		if rb := spec.Maps["events"].MaxEntries; c.WakeupBytes > rb/4 {
+			c.WakeupBytes = rb / 4
+		}
 	}
 	if cfg.NoBatching {
 		c.WakeupBytes = 0
 	}
 	p.poll = cfg.PollInterval
 	if p.poll <= 0 {
-		p.poll = 20 * time.Millisecond
-	}
-	if err := p.objs.ConfigMap.Put(uint32(0), &c); err != nil {
-		return fail(fmt.Errorf("load config: %w", err))
+		p.poll = 100 * time.Millisecond
 	}
 	paths := cfg.Paths
 	if paths == nil {
 		paths = DefaultPathFilters()
+	}
+	for _, f := range paths {
+		if f.Suffix {
+			c.SuffixMax = max(c.SuffixMax, uint32(min(len(f.Path), lpmData-1)))
+		}
+	}
+	if err := p.objs.ConfigMap.Put(uint32(0), &c); err != nil {
+		return fail(fmt.Errorf("load config: %w", err))
 	}
 	if err := p.setPaths(paths); err != nil {
 		return fail(err)
@@ -287,31 +312,8 @@ func Load(ctx context.Context, cfg Config) (*Probe, error) {
 	if err := ensureTracefs(); err != nil {
 		log.Warn("classic tracepoints unavailable", "err", err)
 	}
-	for _, ap := range attachPoints {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		if !ap.required && slices.Contains(cfg.Skip, ap.name) {
-			p.missing[ap.name] = errSkipped
-			continue
-		}
-		prog := ap.prog(&p.objs.sensorPrograms)
-		var l link.Link
-		if ap.btf {
-			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
-		} else {
-			l, err = link.Tracepoint("syscalls", ap.name, prog, nil)
-		}
-		if err != nil {
-			if ap.required {
-				return fail(fmt.Errorf("attach %s: %w", ap.name, err))
-			}
-			log.Info("program not attached", "point", ap.name, "err", err)
-			p.missing[ap.name] = err
-			continue
-		}
-		p.links = append(p.links, l)
-		p.attached = append(p.attached, ap.name)
+	if err := p.attach(ctx, cfg.Skip); err != nil {
+		return fail(err)
 	}
 
 	if p.rd, err = ringbuf.NewReader(p.objs.Events); err != nil {
@@ -329,6 +331,52 @@ func Load(ctx context.Context, cfg Config) (*Probe, error) {
 	return p, nil
 }
 
+// attach attaches every program of attachPoints not in skip. Only the exec
+// program is required; the others that fail are listed by Missing.
+func (p *Probe) attach(ctx context.Context, skip []string) error {
+	for _, ap := range attachPoints {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !ap.required && slices.Contains(skip, ap.name) {
+			p.missing[ap.name] = errSkipped
+			continue
+		}
+		prog := ap.prog(&p.objs.sensorPrograms)
+		var l link.Link
+		var err error
+		if ap.btf {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		} else {
+			l, err = link.Tracepoint("syscalls", ap.name, prog, nil)
+		}
+		if err != nil {
+			if ap.required {
+				return fmt.Errorf("attach %s: %w", ap.name, err)
+			}
+			p.log.Info("program not attached", "point", ap.name, "err", err)
+			p.missing[ap.name] = err
+			continue
+		}
+		p.links = append(p.links, l)
+		p.attached = append(p.attached, ap.name)
+		p.progs[ap.name] = prog
+	}
+	return nil
+}
+
+// detach removes every attachment, leaving programs, maps and the reader in
+// place (the overhead benchmark toggles the sensor without reloading it).
+func (p *Probe) detach() error {
+	var errs []error
+	for i := len(p.links) - 1; i >= 0; i-- {
+		errs = append(errs, p.links[i].Close())
+	}
+	p.links, p.attached = nil, nil
+	clear(p.missing)
+	return errors.Join(errs...)
+}
+
 // Containers is the attribution in use (a *CgroupResolver unless
 // Config.Containers replaced it).
 func (p *Probe) Containers() ContainerIDs { return p.ids }
@@ -340,6 +388,9 @@ func bootOffset() int64 {
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
 	return time.Now().UnixNano() - ts.Nano()
 }
+
+// lpmData is the LPM key's data size (LPM_DATA in the C code).
+const lpmData = len(sensorLpmKey{}.Data)
 
 func lpmKey(path string, reverse bool) sensorLpmKey {
 	var k sensorLpmKey
@@ -380,12 +431,23 @@ func (p *Probe) setPaths(paths []PathFilter) error {
 	return nil
 }
 
+// Values of the prevent_cgroups map (PREVENT_* in the C code).
+const (
+	preventOn    uint8 = 1
+	preventAllow uint8 = 2
+)
+
 // SetPrevention turns drift prevention on or off for one cgroup (a
 // container's cgroup id, see CgroupID): while on, an exec of a binary from
 // the container's writable layer or from a memfd is killed before it runs.
+// The decision covers the cgroup's descendants too, unless one of them has
+// its own: set on a pod's cgroup (or any parent a runtime creates before the
+// container), it holds from the container's very first exec, before user
+// space has seen the container. Off removes the decision (the cgroup then
+// follows its ancestors and the global modes).
 func (p *Probe) SetPrevention(cgroupID uint64, on bool) error {
 	if on {
-		if err := p.objs.PreventCgroups.Put(cgroupID, uint8(1)); err != nil {
+		if err := p.objs.PreventCgroups.Put(cgroupID, preventOn); err != nil {
 			return fmt.Errorf("set prevention on %d: %w", cgroupID, err)
 		}
 		return nil
@@ -396,18 +458,46 @@ func (p *Probe) SetPrevention(cgroupID uint64, on bool) error {
 	return nil
 }
 
+// AllowDrift exempts one cgroup (and its descendants without a decision of
+// their own) from prevention, overriding PreventAll, PreventUnknown and an
+// ancestor's SetPrevention; on=false removes the exemption.
+func (p *Probe) AllowDrift(cgroupID uint64, on bool) error {
+	if !on {
+		return p.SetPrevention(cgroupID, false)
+	}
+	if err := p.objs.PreventCgroups.Put(cgroupID, preventAllow); err != nil {
+		return fmt.Errorf("allow drift in %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
 // SetPreventAll turns drift prevention on or off for every container.
 func (p *Probe) SetPreventAll(on bool) error {
+	return p.setConfig(func(c *sensorConfig) { c.PreventAll = b2u(on) })
+}
+
+// SetPreventUnknown turns Config.PreventUnknown on or off.
+func (p *Probe) SetPreventUnknown(on bool) error {
+	return p.setConfig(func(c *sensorConfig) { c.PreventUnknown = b2u(on) })
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (p *Probe) setConfig(change func(*sensorConfig)) error {
+	p.cfgMu.Lock()
+	defer p.cfgMu.Unlock()
 	var c sensorConfig
 	if err := p.objs.ConfigMap.Lookup(uint32(0), &c); err != nil {
-		return fmt.Errorf("prevent all: %w", err)
+		return fmt.Errorf("prevention config: %w", err)
 	}
-	c.PreventAll = 0
-	if on {
-		c.PreventAll = 1
-	}
+	change(&c)
 	if err := p.objs.ConfigMap.Put(uint32(0), &c); err != nil {
-		return fmt.Errorf("prevent all: %w", err)
+		return fmt.Errorf("prevention config: %w", err)
 	}
 	return nil
 }
@@ -423,6 +513,40 @@ func (p *Probe) Missing() map[string]error {
 		m[k] = v
 	}
 	return m
+}
+
+// ProgramStat is the kernel's accounting of one attached program: how often
+// it ran and for how long in total. The kernel counts only while BPF
+// statistics are enabled (EnableRunStats, or sysctl
+// kernel.bpf_stats_enabled=1); otherwise both are zero.
+type ProgramStat struct {
+	Runs    uint64
+	Runtime time.Duration
+}
+
+// ProgramStats returns the run count and run time of every attached program,
+// by attach point: where the sensor's in-kernel time goes.
+func (p *Probe) ProgramStats() (map[string]ProgramStat, error) {
+	out := make(map[string]ProgramStat, len(p.progs))
+	for name, prog := range p.progs {
+		st, err := prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("program stats %s: %w", name, err)
+		}
+		out[name] = ProgramStat{Runs: st.RunCount, Runtime: st.Runtime}
+	}
+	return out, nil
+}
+
+// EnableRunStats turns on the kernel's per-program run-time accounting
+// until the returned Closer is closed. Accounting costs two clock reads per
+// program run, so it is for measuring, not for production.
+func EnableRunStats() (io.Closer, error) {
+	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enable bpf stats: %w", err)
+	}
+	return c, nil
 }
 
 // Stats are the probe's counters. Lost events are those the kernel could not

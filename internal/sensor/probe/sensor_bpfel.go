@@ -14,12 +14,14 @@ import (
 )
 
 type sensorConfig struct {
-	_           structs.HostLayout
-	PreventAll  uint32
-	SkipHost    uint32
-	HostCgroup  uint64
-	SelfTgid    uint32
-	WakeupBytes uint32
+	_              structs.HostLayout
+	PreventAll     uint32
+	SkipHost       uint32
+	HostCgroup     uint64
+	SelfTgid       uint32
+	WakeupBytes    uint32
+	PreventUnknown uint32
+	SuffixMax      uint32
 }
 
 type sensorEventHdr struct {

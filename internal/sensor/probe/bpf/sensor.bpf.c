@@ -135,6 +135,8 @@ struct config {
 	u64 host_cgroup;
 	u32 self_tgid;    /* the sensor itself: never reported */
 	u32 wakeup_bytes; /* wake the reader only when this much is pending (0: every sample) */
+	u32 prevent_unknown; /* kill upper-layer drift in cgroups with no decision yet */
+	u32 suffix_max;      /* longest path_suffix entry, bytes: only that much is reversed */
 };
 
 struct scratch {
@@ -168,7 +170,13 @@ struct {
 	__type(value, struct config);
 } config_map SEC(".maps");
 
-/* cgroup ids in drift-prevention mode. */
+/* Drift-prevention decisions by cgroup id: PREVENT_ON or PREVENT_ALLOW. The
+ * nearest decision wins, looking at the task's cgroup and then its
+ * ancestors: a pod's cgroup exists before its containers do, so a decision
+ * on it covers their very first exec. */
+#define PREVENT_ON 1
+#define PREVENT_ALLOW 2
+#define PREVENT_LEVELS 16
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -228,6 +236,36 @@ static __always_inline void count_lost(u32 kind)
 		*n += 1;
 }
 
+/* should_prevent decides whether a drifted exec (upper layer or memfd) in
+ * cgroup cgid is killed. Only drifted execs get here, so the ancestor walk
+ * costs nothing on ordinary execs. */
+static __always_inline bool should_prevent(u64 cgid, bool upper)
+{
+	u8 *v = bpf_map_lookup_elem(&prevent_cgroups, &cgid);
+	if (v)
+		return *v == PREVENT_ON;
+	u8 decision = 0;
+	for (int l = 1; l < PREVENT_LEVELS; l++) {
+		u64 id = bpf_get_current_ancestor_cgroup_id(l);
+		if (!id || id == cgid)
+			break;
+		v = bpf_map_lookup_elem(&prevent_cgroups, &id);
+		if (v)
+			decision = *v; /* deeper ancestors override */
+	}
+	if (decision)
+		return decision == PREVENT_ON;
+	struct config *c = get_config();
+	if (!c)
+		return false;
+	if (c->prevent_all)
+		return true;
+	/* Fail closed for containers user space has not attributed yet (their
+	 * first execs): only binaries from an overlay upper layer, which host
+	 * software does not run from, and never in the host's root cgroup. */
+	return c->prevent_unknown && upper && cgid != c->host_cgroup;
+}
+
 /* skip reports whether the current task's events are not wanted. */
 static __always_inline bool skip(u64 cgid)
 {
@@ -241,9 +279,12 @@ static __always_inline bool skip(u64 cgid)
 	return false;
 }
 
+/* fill_hdr reads the task through its BTF pointer: direct loads, not one
+ * bpf_probe_read_kernel call per field (the helper calls were most of the
+ * exit program's time). */
 static __always_inline void fill_hdr(struct event_hdr *h, u16 kind, u64 cgid)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *t = bpf_get_current_task_btf();
 	u64 pt = bpf_get_current_pid_tgid();
 	u64 ug = bpf_get_current_uid_gid();
 	h->ts = bpf_ktime_get_boot_ns();
@@ -252,12 +293,12 @@ static __always_inline void fill_hdr(struct event_hdr *h, u16 kind, u64 cgid)
 	h->flags = 0;
 	h->pid = pt >> 32;
 	h->tid = (u32)pt;
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	h->ppid = t->real_parent->tgid;
 	h->uid = (u32)ug;
 	h->gid = ug >> 32;
 	h->loginuid = (u32)-1;
 	if (bpf_core_field_exists(t->loginuid))
-		h->loginuid = BPF_CORE_READ(t, loginuid.val);
+		h->loginuid = t->loginuid.val;
 	h->_pad = 0;
 	bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
@@ -294,15 +335,24 @@ static __always_inline u32 match_path(const char *upath)
 	u32 *v = bpf_map_lookup_elem(&path_prefix, &s->fwd);
 	if (v)
 		ops |= *v;
+	/* A suffix of at most suffix_max bytes only needs the path's last
+	 * suffix_max bytes reversed (this byte loop was most of the cost of
+	 * every open). */
+	struct config *c = get_config();
+	u32 smax = c ? c->suffix_max : LPM_DATA - 1;
+	if (smax > len)
+		smax = len;
 	for (u32 i = 0; i < LPM_DATA - 1; i++) {
-		if (i >= len)
+		if (i >= smax)
 			break;
 		s->rev.data[i & (LPM_DATA - 1)] = s->fwd.data[(len - 1 - i) & (LPM_DATA - 1)];
 	}
-	s->rev.prefixlen = len * 8;
-	v = bpf_map_lookup_elem(&path_suffix, &s->rev);
-	if (v)
-		ops |= *v;
+	s->rev.prefixlen = smax * 8;
+	if (smax) {
+		v = bpf_map_lookup_elem(&path_suffix, &s->rev);
+		if (v)
+			ops |= *v;
+	}
 	return ops;
 }
 
@@ -376,52 +426,57 @@ static __always_inline int emit_small(u16 kind, u64 a0, u64 a1, u64 a2, u64 a3, 
 
 /* ---- exec, exit ---- */
 
+/* read_cwd writes the cwd's components leaf first; an empty component ends
+ * the list (only that one is cleared, not the whole array). */
 static __always_inline void read_cwd(struct exec_event *e, struct task_struct *p)
 {
-	struct dentry *d = BPF_CORE_READ(p, fs, pwd.dentry);
-	struct dentry *root = BPF_CORE_READ(p, fs, pwd.mnt, mnt_root);
-	__builtin_memset(e->cwd, 0, sizeof(e->cwd));
-	for (int i = 0; i < CWD_PARTS; i++) {
+	struct fs_struct *fs = p->fs;
+	struct dentry *d = fs->pwd.dentry;
+	struct dentry *root = fs->pwd.mnt->mnt_root;
+	int i;
+	for (i = 0; i < CWD_PARTS; i++) {
 		if (!d || d == root)
-			return;
-		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+			break;
+		struct dentry *parent = d->d_parent;
 		if (parent == d)
-			return;
-		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-		bpf_probe_read_kernel_str(e->cwd[i], CWD_PART_LEN, name);
+			break;
+		bpf_probe_read_kernel_str(e->cwd[i], CWD_PART_LEN, d->d_name.name);
 		d = parent;
 	}
-	if (d && d != root && BPF_CORE_READ(d, d_parent) != d)
+	if (i < CWD_PARTS) {
+		e->cwd[i & (CWD_PARTS - 1)][0] = 0;
+		return;
+	}
+	if (d && d != root && d->d_parent != d)
 		e->h.flags |= F_CWD_TRUNC;
 }
 
+/* The exec and exit programs read through BTF pointers (the tracepoint's
+ * typed arguments): plain loads the verifier checks, with no helper call per
+ * field. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	u64 cgid = bpf_get_current_cgroup_id();
 	u16 flags = 0;
-	struct file *f = BPF_CORE_READ(bprm, file);
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	struct super_block *sb = BPF_CORE_READ(ino, i_sb);
-	if (BPF_CORE_READ(sb, s_magic) == OVERLAYFS_SUPER_MAGIC) {
+	struct file *f = bprm->file;
+	struct inode *ino = f->f_inode;
+	struct super_block *sb = ino->i_sb;
+	if (sb->s_magic == OVERLAYFS_SUPER_MAGIC) {
 		flags |= F_OVERLAY;
 		struct ovl_inode *oi = (void *)ino - bpf_core_field_offset(struct ovl_inode, vfs_inode);
 		if (BPF_CORE_READ(oi, __upperdentry))
 			flags |= F_UPPER;
 	}
 	char pfx[8] = {};
-	bpf_probe_read_kernel_str(pfx, sizeof(pfx), BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	bpf_probe_read_kernel_str(pfx, sizeof(pfx), f->f_path.dentry->d_name.name);
 	if (pfx[0] == 'm' && pfx[1] == 'e' && pfx[2] == 'm' && pfx[3] == 'f' && pfx[4] == 'd' && pfx[5] == ':')
 		flags |= F_MEMFD;
 
 	/* Prevention is decided before anything can fail: a full ring buffer
 	 * must not let drift run. */
 	if (flags & (F_UPPER | F_MEMFD)) {
-		struct config *c = get_config();
-		bool prevent = c && c->prevent_all;
-		if (!prevent && bpf_map_lookup_elem(&prevent_cgroups, &cgid))
-			prevent = true;
-		if (prevent) {
+		if (should_prevent(cgid, flags & F_UPPER)) {
 			bpf_send_signal(SIGKILL);
 			flags |= F_PREVENTED;
 		}
@@ -436,25 +491,26 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	}
 	fill_hdr(&e->h, K_EXEC, cgid);
 	e->h.flags = flags;
-	e->ino = BPF_CORE_READ(ino, i_ino);
-	e->dev = BPF_CORE_READ(sb, s_dev);
+	e->ino = ino->i_ino;
+	e->dev = sb->s_dev;
 
-	struct task_struct *a = BPF_CORE_READ(p, real_parent);
+	struct task_struct *a = p->real_parent;
 	for (int i = 0; i < ANCESTORS; i++) {
 		e->ancestors[i][0] = 0;
 		if (!a)
 			continue;
-		bpf_probe_read_kernel(e->ancestors[i], TASK_COMM_LEN, &a->comm);
-		a = BPF_CORE_READ(a, real_parent);
+		bpf_probe_read_kernel(e->ancestors[i], TASK_COMM_LEN, a->comm);
+		a = a->real_parent;
 	}
 
-	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename);
 	if (n < 1)
 		n = 1, e->filename[0] = 0;
 	e->filename_len = n - 1;
 
-	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
+	struct mm_struct *mm = p->mm;
+	unsigned long start = mm->arg_start;
+	unsigned long end = mm->arg_end;
 	unsigned long len = end - start;
 	if (end <= start)
 		len = 0;
@@ -473,12 +529,12 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
-	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+	if (p->pid != p->tgid)
 		return 0; /* a thread, not the process */
 	u64 cgid = bpf_get_current_cgroup_id();
 	if (skip(cgid))
 		return 0;
-	return emit_small(K_EXIT, BPF_CORE_READ(p, exit_code), 0, 0, 0, cgid);
+	return emit_small(K_EXIT, p->exit_code, 0, 0, 0, cgid);
 }
 
 /* ---- sockets ---- */

@@ -76,6 +76,21 @@ type Options struct {
 	// Caps are the capabilities of the container's processes; nil means
 	// runc's defaults (CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE).
 	Caps []string
+	// RuncRoot is runc's --root (its state directory); default a
+	// directory of the test's. A containerd-like layout is
+	// <dir>/containerd/runc/k8s.io, as containerd's shim runs runc.
+	RuncRoot string
+	// Args is the container's init process; nil means /bin/sleep 3600
+	// (Exec needs a running container: a short-lived init ends it).
+	Args []string
+	// UpperCopies are host files copied into the writable (upper) layer
+	// before the container starts, executable: container path → host path.
+	// They are not in the image, so executing one is drift from the very
+	// first exec.
+	UpperCopies map[string]string
+	// Annotations go into the bundle's config.json (as a CRI runtime
+	// writes them, e.g. io.kubernetes.cri.image-name).
+	Annotations map[string]string
 }
 
 // Container is a running container (its init process is `sleep`); Exec
@@ -89,6 +104,9 @@ type Container struct {
 	CgroupPath string // relative to the cgroup root, e.g. /bulwark-runctest/<ID>
 	runcRoot   string
 }
+
+// RuncRoot is the runc state directory the container is registered in.
+func (c *Container) RuncRoot() string { return c.runcRoot }
 
 // Start builds the bundle and starts a container; it is stopped and removed
 // when the test ends. It skips the test when Available fails.
@@ -127,6 +145,9 @@ func start(opts Options, dir string) (*Container, error) {
 		Upper:    filepath.Join(dir, "upper"),
 		runcRoot: filepath.Join(dir, "runc"),
 	}
+	if opts.RuncRoot != "" {
+		c.runcRoot = opts.RuncRoot
+	}
 	c.Rootfs = filepath.Join(c.Bundle, "rootfs")
 	c.CgroupPath = filepath.Join(parent, c.ID)
 	work := filepath.Join(dir, "work")
@@ -137,6 +158,19 @@ func start(opts Options, dir string) (*Container, error) {
 	}
 	if err := buildImage(c.Lower, bb, opts.Files); err != nil {
 		return nil, err
+	}
+	for dst, src := range opts.UpperCopies {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("runctest: %w", err)
+		}
+		p := filepath.Join(c.Upper, filepath.Clean("/"+dst))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, fmt.Errorf("runctest: %w", err)
+		}
+		if err := os.WriteFile(p, data, 0o755); err != nil {
+			return nil, fmt.Errorf("runctest: %w", err)
+		}
 	}
 	mopts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", c.Lower, c.Upper, work)
 	if err := unix.Mount("overlay", c.Rootfs, "overlay", 0, mopts); err != nil {
@@ -230,12 +264,16 @@ func writeConfig(c *Container, opts Options) error {
 		caps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
 	}
 	capSet := map[string]any{"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps}
+	args := opts.Args
+	if args == nil {
+		args = []string{"/bin/sleep", "3600"}
+	}
 	spec := map[string]any{
 		"ociVersion": "1.0.2-dev",
 		"process": map[string]any{
 			"terminal":        false,
 			"user":            map[string]any{"uid": 0, "gid": 0},
-			"args":            []string{"/bin/sleep", "3600"},
+			"args":            args,
 			"env":             []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"},
 			"cwd":             "/",
 			"capabilities":    capSet,
@@ -258,6 +296,9 @@ func writeConfig(c *Container, opts Options) error {
 			"maskedPaths":   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
 			"readonlyPaths": []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
+	}
+	if len(opts.Annotations) > 0 {
+		spec["annotations"] = opts.Annotations
 	}
 	b, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
@@ -331,3 +372,7 @@ func (c *Container) remove() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Busybox returns the host's static busybox (what the image is built from),
+// for tests that put a copy into the writable layer.
+func Busybox() (string, error) { return busybox() }
