@@ -18,15 +18,22 @@ const (
 	ActionScaleToZero ActionKind = "scale_to_zero"
 	// ActionCordonNode marks the alert's node unschedulable.
 	ActionCordonNode ActionKind = "cordon_node"
+	// ActionUnisolatePod undoes ActionIsolatePod: it removes Bulwark's
+	// deny-all NetworkPolicy and the pod's isolation label.
+	ActionUnisolatePod ActionKind = "unisolate_pod"
+	// ActionUncordonNode undoes ActionCordonNode: the node is schedulable
+	// again.
+	ActionUncordonNode ActionKind = "uncordon_node"
 )
 
 // ActionKinds lists every action, in display order.
-var ActionKinds = []ActionKind{ActionDeletePod, ActionIsolatePod, ActionScaleToZero, ActionCordonNode}
+var ActionKinds = []ActionKind{ActionDeletePod, ActionIsolatePod, ActionScaleToZero, ActionCordonNode,
+	ActionUnisolatePod, ActionUncordonNode}
 
 // Valid reports whether k is one of ActionKinds.
 func (k ActionKind) Valid() bool {
 	switch k {
-	case ActionDeletePod, ActionIsolatePod, ActionScaleToZero, ActionCordonNode:
+	case ActionDeletePod, ActionIsolatePod, ActionScaleToZero, ActionCordonNode, ActionUnisolatePod, ActionUncordonNode:
 		return true
 	}
 	return false
@@ -34,7 +41,22 @@ func (k ActionKind) Valid() bool {
 
 // NeedsPod reports whether the action targets a pod (as opposed to a node):
 // central refuses it for an alert without namespace and pod.
-func (k ActionKind) NeedsPod() bool { return k != ActionCordonNode }
+func (k ActionKind) NeedsPod() bool { return k != ActionCordonNode && k != ActionUncordonNode }
+
+// NeedsNode reports whether the action targets the alert's node.
+func (k ActionKind) NeedsNode() bool { return k == ActionCordonNode || k == ActionUncordonNode }
+
+// Undoes returns the action k reverses ("" for an action that is not an
+// undo): an undo is offered only after that action was done on the alert.
+func (k ActionKind) Undoes() ActionKind {
+	switch k {
+	case ActionUnisolatePod:
+		return ActionIsolatePod
+	case ActionUncordonNode:
+		return ActionCordonNode
+	}
+	return ""
+}
 
 // ActionState is the life of a response action: pending until the
 // responder reports done or failed (final).

@@ -64,6 +64,9 @@ type Stats struct {
 	Alerts     int64 // alerts handed to the sink
 	Invalid    int64 // alerts the contract refused (dropped, logged)
 	SinkErrors int64
+	// StateErrors counts failed saves of the service-account detector's
+	// state (retried with the next batch).
+	StateErrors int64
 }
 
 // Processor evaluates audit records and hands the resulting alerts to a
@@ -77,7 +80,7 @@ type Processor struct {
 	accounts *accountDetector
 	pool     sync.Pool // *worker
 
-	events, malformed, replays, nalerts, invalid, sinkErrs atomic.Int64
+	events, malformed, replays, nalerts, invalid, sinkErrs, stateErrs atomic.Int64
 }
 
 // NewProcessor builds a processor over cfg's rules (the defaults when nil).
@@ -143,7 +146,7 @@ func RuleVersion(files []rules.RuleFile) string {
 // Stats returns the counters.
 func (p *Processor) Stats() Stats {
 	return Stats{Events: p.events.Load(), Malformed: p.malformed.Load(), Replays: p.replays.Load(),
-		Alerts: p.nalerts.Load(), Invalid: p.invalid.Load(), SinkErrors: p.sinkErrs.Load()}
+		Alerts: p.nalerts.Load(), Invalid: p.invalid.Load(), SinkErrors: p.sinkErrs.Load(), StateErrors: p.stateErrs.Load()}
 }
 
 // worker is the per-goroutine scratch of Process, pooled so a batch
@@ -168,6 +171,10 @@ func (p *Processor) Process(ctx context.Context, cluster string, raws []string) 
 	var out []alerts.Alert
 	w.keys = w.keys[:0]
 	now := p.cfg.Now()
+	if err := p.accounts.load(ctx, now); err != nil {
+		p.sinkErrs.Add(1)
+		return err
+	}
 	for _, raw := range raws {
 		if err := rules.DecodeAuditEventString(raw, &w.ae); err != nil {
 			p.malformed.Add(1)
@@ -212,6 +219,13 @@ func (p *Processor) Process(ctx context.Context, cluster string, raws []string) 
 	}
 	for _, k := range w.keys {
 		p.dedup.add(k, now)
+	}
+	// The alerts are stored: the detector's new state may be saved. A
+	// failure is retried with the next batch (the alerts must not be
+	// redone for it).
+	if err := p.accounts.flush(ctx, now); err != nil {
+		p.stateErrs.Add(1)
+		p.log.Warn("saving service-account detector state failed; retried with the next batch", "err", err)
 	}
 	return nil
 }

@@ -133,6 +133,32 @@ func TestRespondAgainstCentral(t *testing.T) {
 		}
 	}
 
+	// Undo: the node was cordoned (done), so central accepts uncordon_node
+	// and the next round performs it.
+	uncordon := request("prod/miner/Crypto miner", alerts.ActionUncordonNode)
+	stderr.Reset()
+	code = Main(ctx, Env{Args: []string{"respond", "--server", c.url, "--server-ca", c.caPath, "--cluster", "prod",
+		"--kubeconfig", kc.Kubeconfig, "--once"}, Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string {
+			if k == "BULWARK_TOKEN" {
+				return c.agent
+			}
+			return ""
+		}})
+	if code != ExitOK {
+		t.Fatalf("respond (undo) exited %d: %s", code, stderr.String())
+	}
+	if node, err := kc.Client.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{}); err != nil || node.Spec.Unschedulable {
+		t.Errorf("node still cordoned after uncordon_node: %v", err)
+	}
+	var undone alerts.ActionList
+	c.call(t, "GET", "/api/v1/actions?limit=100", c.admin, nil, &undone)
+	for _, a := range undone.Actions {
+		if a.ID == uncordon.ID && (a.State != alerts.ActionDone || !strings.Contains(a.Message, "node node-1 uncordoned")) {
+			t.Errorf("uncordon action: %q %q", a.State, a.Message)
+		}
+	}
+
 	// Usage errors say what is missing.
 	for _, tc := range []struct {
 		args []string

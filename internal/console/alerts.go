@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,11 @@ type alertsData struct {
 	Sorts                                                        map[string]sortLink
 	StatusOptions, SevOptions, SourceOptions, RangeOptions       []option
 	Timeline                                                     timelineChart
+	// The bulk bar: target statuses, the list's filter as hidden fields
+	// (to change every matching alert), and the cap.
+	BulkStatuses []store.AlertStatus
+	BulkFilter   []option
+	MaxBulk      int
 }
 
 // alertRanges are the list's time windows (last seen within).
@@ -89,17 +95,10 @@ var alertRanges = map[string]time.Duration{"1h": time.Hour, "24h": 24 * time.Hou
 func (c *Console) alertsPage(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r)
 	d := &alertsData{pageData: c.pageData(r, "alerts", "Alerts")}
-	d.Q = q.text("q", 200)
-	d.Status = q.enum("status", "new", "acknowledged", "resolved", "false_positive", "open")
-	d.Severity = q.enum("severity", "critical", "high", "medium", "low", "info")
-	src := make([]string, len(alerts.Sources))
-	for i, s := range alerts.Sources {
-		src[i] = string(s)
-	}
-	d.Source = q.enum("source", src...)
-	d.Cluster, d.Namespace = q.text("cluster", 255), q.text("namespace", 255)
-	d.Range = q.enum("range", "1h", "24h", "7d", "30d")
-	d.Suppressed = q.flag("suppressed")
+	d.Flash = c.takeFlash(w, r)
+	lp := readAlertListParams(q)
+	d.Q, d.Status, d.Severity, d.Source, d.Cluster, d.Namespace, d.Range, d.Suppressed = lp.Q, lp.Status, lp.Severity, lp.Source,
+		lp.Cluster, lp.Namespace, lp.Range, lp.Suppressed
 	d.Sort = q.sortKey(alertSortKeys, "-last_seen")
 	page := q.page()
 	if q.err != nil {
@@ -108,19 +107,10 @@ func (c *Console) alertsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	const per = 50
 	now := c.now()
-	f := store.AlertFilter{Source: alerts.Source(d.Source), Cluster: d.Cluster, Namespace: d.Namespace, Q: d.Q}
-	if d.Status != "open" {
-		f.Status = store.AlertStatus(d.Status)
-	}
-	if d.Severity != "" {
-		f.MinSeverity, _ = alerts.ParseSeverity(d.Severity)
-	}
-	if d.Range != "" {
-		f.Since = now.Add(-alertRanges[d.Range])
-	}
-	if d.Suppressed {
-		f.Suppressed = store.OnlySuppressed
-	}
+	f := lp.filter(now)
+	d.BulkStatuses = store.AlertStatuses
+	d.BulkFilter = lp.values()
+	d.MaxBulk = store.MaxBulkAlerts
 	d.Filtered = d.Q != "" || d.Status != "" || d.Severity != "" || d.Source != "" || d.Cluster != "" || d.Namespace != "" ||
 		d.Range != "" || d.Suppressed
 	list, total, err := c.listOpenAware(r, f, d.Status == "open", store.Page{Limit: per, Offset: (page - 1) * per, Sort: d.Sort})
@@ -322,6 +312,7 @@ type actionChoice struct {
 	Value, Label string
 	Enabled      bool
 	Why          string
+	Undo         bool
 }
 
 type suppressForm struct {
@@ -372,8 +363,16 @@ func (c *Console) alertPage(w http.ResponseWriter, r *http.Request) {
 	for _, s := range store.AlertStatuses {
 		d.Statuses = append(d.Statuses, option{string(s), statusLabel(s), s == a.Status})
 	}
+	undos, err := c.st.UndoableActions(r.Context(), a)
+	if err != nil {
+		c.storeError(w, r, err)
+		return
+	}
 	for _, k := range alerts.ActionKinds {
-		ch := actionChoice{Value: string(k), Label: actionLabel(k), Enabled: true}
+		if k.Undoes() != "" && !slices.Contains(undos, k) {
+			continue // an undo is offered only once the action it reverses was done
+		}
+		ch := actionChoice{Value: string(k), Label: actionLabel(k), Enabled: true, Undo: k.Undoes() != ""}
 		switch {
 		case a.Cluster == "":
 			ch.Enabled, ch.Why = false, "the alert names no cluster"
@@ -401,13 +400,17 @@ func actionLabel(k alerts.ActionKind) string {
 		return "Scale workload to zero"
 	case alerts.ActionCordonNode:
 		return "Cordon node"
+	case alerts.ActionUnisolatePod:
+		return "Undo isolation"
+	case alerts.ActionUncordonNode:
+		return "Uncordon node"
 	}
 	return string(k)
 }
 
 func actionTarget(a *alerts.Action) string {
 	switch a.Action {
-	case alerts.ActionCordonNode:
+	case alerts.ActionCordonNode, alerts.ActionUncordonNode:
 		return a.Cluster + " · node " + a.Node
 	case alerts.ActionScaleToZero:
 		return a.Cluster + " · " + a.Namespace + "/" + a.Workload
@@ -507,19 +510,26 @@ func (c *Console) alertSuppress(w http.ResponseWriter, r *http.Request) {
 		c.alertBack(w, r, id, "error", "Choose when the suppression expires.")
 		return
 	}
-	created, err := c.st.CreateSuppression(r.Context(), sp)
+	apply := f.Get("apply_to_existing") != ""
+	created, err := c.st.CreateSuppressionApplied(r.Context(), sp, apply)
 	target := fmt.Sprintf("alert/%d", id)
+	details := map[string]any{"alert": id, "rule": sp.Rule, "cluster": sp.Cluster, "namespace": sp.Namespace, "workload": sp.Workload,
+		"image": sp.Image, "reason": sp.Reason, "expires_at": sp.ExpiresAt, "apply_to_existing": apply, "ok": err == nil}
 	if err == nil {
 		target = fmt.Sprintf("suppression/%d", created.ID)
+		details["applied"] = created.Applied
 	}
-	c.audit(r.Context(), p.Actor, "suppression.create", target, map[string]any{"alert": id, "rule": sp.Rule, "cluster": sp.Cluster,
-		"namespace": sp.Namespace, "workload": sp.Workload, "image": sp.Image, "reason": sp.Reason, "expires_at": sp.ExpiresAt, "ok": err == nil})
+	c.audit(r.Context(), p.Actor, "suppression.create", target, details)
 	switch {
 	case errors.Is(err, store.ErrInvalid):
 		c.alertBack(w, r, id, "error", "Suppression not created: "+err.Error())
 	case err != nil:
 		c.storeError(w, r, err)
 	default:
-		c.alertBack(w, r, id, "ok", fmt.Sprintf("Suppression %d created: matching alerts are counted, not shown as new.", created.ID))
+		msg := fmt.Sprintf("Suppression %d created: matching alerts are counted, not shown as new.", created.ID)
+		if apply {
+			msg += fmt.Sprintf(" %d open alert(s) already stored were suppressed too.", created.Applied)
+		}
+		c.alertBack(w, r, id, "ok", msg)
 	}
 }

@@ -50,6 +50,14 @@ type Store interface {
 	AlertTimeline(ctx context.Context, since, until time.Time, bucket time.Duration, source alerts.Source) ([]store.TimelineBucket, error)
 	CreateAction(ctx context.Context, alertID int64, kind alerts.ActionKind, reason, by string) (*alerts.Action, error)
 	CreateSuppression(ctx context.Context, sp store.Suppression) (*store.Suppression, error)
+	// Triage in bulk, suppressions applied to earlier alerts, undo actions
+	// (alerts.go, triage.go).
+	SetAlertsStatus(ctx context.Context, sel store.AlertSelection, status store.AlertStatus, by, note string, limit int) (*store.BulkStatusResult, error)
+	CreateSuppressionApplied(ctx context.Context, sp store.Suppression, applyToExisting bool) (*store.Suppression, error)
+	ReleaseSuppression(ctx context.Context, id int64, by string) (released, kept int, err error)
+	UndoableActions(ctx context.Context, a *store.Alert) ([]alerts.ActionKind, error)
+	// Admission decisions (triage.go).
+	ListAdmissionDecisions(ctx context.Context, f store.AdmissionFilter, p store.Page) ([]store.AdmissionDecision, int, error)
 	// Posture reports (posture.go).
 	ListPostureReports(ctx context.Context, f store.PostureFilter, p store.Page) ([]store.PostureReport, int, error)
 }
@@ -248,6 +256,10 @@ func (c *Console) routes() {
 	m.Handle("POST /alerts/{id}/status", c.auth(c.alertStatus))
 	m.Handle("POST /alerts/{id}/actions", c.auth(c.alertAction))
 	m.Handle("POST /alerts/{id}/suppress", c.auth(c.alertSuppress))
+	m.Handle("POST /alerts/{id}/release", c.auth(c.alertRelease))
+	m.Handle("POST /alerts/bulk", c.auth(c.alertsBulk))
+	m.Handle("GET /admission", c.auth(c.admissionPage))
+	m.Handle("GET /admission/alert", c.auth(c.admissionAlert))
 	m.Handle("GET /posture", c.auth(c.posturePage))
 	m.Handle("GET /registries", c.auth(c.registriesPage))
 	m.Handle("POST /registries", c.auth(c.adminOnly(c.registryCreate)))

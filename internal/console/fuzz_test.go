@@ -90,7 +90,8 @@ func FuzzSafeNext(f *testing.F) {
 // a 400, never a server error.
 func FuzzPages(f *testing.F) {
 	for _, s := range []string{"", "q=shop&severity=high", "sort=-kev&page=3", "tab=packages&ecosystem=npm&q=x", "state=failed&kind=scan",
-		"status=failed", "range=7", "id=CVE-2024-1", "severity=critical&fixable=1&q=%3Cscript%3E"} {
+		"status=failed", "range=7", "id=CVE-2024-1", "severity=critical&fixable=1&q=%3Cscript%3E",
+		"verdict=deny&policy=p&range=24h&namespace=shop", "id=d1&workload=Pod%2Fx&cluster=prod"} {
 		f.Add(uint8(0), s)
 	}
 	w, st := openWorld(f)
@@ -102,7 +103,8 @@ func FuzzPages(f *testing.F) {
 	payload, _ := json.Marshal(session{ID: randomID(), Kind: "u", Subject: adminUser, Issued: w.now.Unix(),
 		Expires: w.now.Add(time.Hour).Unix(), Stamp: u.UpdatedAt.UnixMicro()})
 	cookie := &http.Cookie{Name: sessionCookie, Value: c.sign("session", payload)}
-	paths := []string{"/", "/images", "/images/" + w.digests["demo"], "/vulns/NSWG-ECO-495", "/vulns", "/scans", "/jobs", "/registries", "/account"}
+	paths := []string{"/", "/images", "/images/" + w.digests["demo"], "/vulns/NSWG-ECO-495", "/vulns", "/scans", "/jobs", "/registries", "/account",
+		"/alerts", "/admission", "/admission/alert"}
 	f.Fuzz(func(t *testing.T, which uint8, raw string) {
 		p := paths[int(which)%len(paths)]
 		req := httptest.NewRequest("GET", "https://console.test"+p, nil)

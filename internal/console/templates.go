@@ -17,7 +17,7 @@ import (
 
 // pageTemplates are the page files; each is parsed with layout.html and
 // partials.html into its own template set (each defines "content").
-var pageTemplates = []string{"login", "overview", "images", "image", "vuln", "scans", "jobs", "registries", "account", "error", "alerts", "alert", "posture"}
+var pageTemplates = []string{"login", "overview", "images", "image", "vuln", "scans", "jobs", "registries", "account", "error", "alerts", "alert", "posture", "admission"}
 
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
@@ -51,11 +51,12 @@ func (c *Console) funcs() template.FuncMap {
 		"sevKey": func(s vulndb.Severity) string {
 			return sevKeys[sevIndex(s)]
 		},
-		"sevLabel": func(s vulndb.Severity) string { return sevLabels[sevIndex(s)] },
-		"f":        fmtF,
-		"f1":       func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
-		"epss":     func(x float64) string { return strconv.FormatFloat(x*100, 'f', 1, 64) + "%" },
-		"num":      num,
+		"sevLabel":    func(s vulndb.Severity) string { return sevLabels[sevIndex(s)] },
+		"f":           fmtF,
+		"f1":          func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) },
+		"epss":        func(x float64) string { return strconv.FormatFloat(x*100, 'f', 1, 64) + "%" },
+		"num":         num,
+		"statusLabel": statusLabel,
 		"signed": func(n int) string {
 			if n > 0 {
 				return "+" + num(n)

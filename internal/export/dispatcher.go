@@ -29,6 +29,11 @@ type DispatcherOptions struct {
 	// DeadRetention is how long dead letters are kept (default 30 days);
 	// older ones are purged hourly.
 	DeadRetention time.Duration
+	// DisabledRetention is how long a disabled export holds back the
+	// purge of the export log (default 7 days): the records every enabled
+	// export has settled are purged at every Refresh, so a switched-off,
+	// forgotten export cannot make the log grow without bound.
+	DisabledRetention time.Duration
 	// Deps are passed to New.
 	Deps Deps
 	// Build overrides New (tests).
@@ -44,6 +49,54 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[int64]*worker
 	wake    chan struct{}
+	decoded *recordCache
+}
+
+// recordCache keeps the records the workers decoded last, by log
+// sequence number: every export reads the same log, so with several
+// exports a record is decoded once instead of once per export (decoding
+// was the largest cost of delivery). Records are read-only to exporters.
+// FIFO, bounded.
+type recordCache struct {
+	mu   sync.Mutex
+	m    map[int64]Record
+	ring []int64
+	next int
+}
+
+// recordCacheSize bounds the cache: a few batches of the largest size for
+// each of several exports reading near the same place in the log.
+const recordCacheSize = 16384
+
+func newRecordCache() *recordCache {
+	return &recordCache{m: make(map[int64]Record, recordCacheSize), ring: make([]int64, 0, recordCacheSize)}
+}
+
+func (c *recordCache) decode(seq int64, payload []byte) (Record, error) {
+	c.mu.Lock()
+	r, ok := c.m[seq]
+	c.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	r, err := decodeRecord(payload)
+	if err != nil {
+		return r, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[seq]; ok {
+		return r, nil
+	}
+	if len(c.ring) < recordCacheSize {
+		c.ring = append(c.ring, seq)
+	} else {
+		delete(c.m, c.ring[c.next])
+		c.ring[c.next] = seq
+		c.next = (c.next + 1) % recordCacheSize
+	}
+	c.m[seq] = r
+	return r, nil
 }
 
 // NewDispatcher prepares the delivery workers; Run runs them.
@@ -67,11 +120,15 @@ func NewDispatcher(st *store.Store, opts DispatcherOptions) *Dispatcher {
 	if opts.DeadRetention <= 0 {
 		opts.DeadRetention = 30 * 24 * time.Hour
 	}
+	if opts.DisabledRetention <= 0 {
+		opts.DisabledRetention = 7 * 24 * time.Hour
+	}
 	log := opts.Deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{st: st, opts: opts, log: log, workers: map[int64]*worker{}, wake: make(chan struct{}, 1)}
+	return &Dispatcher{st: st, opts: opts, log: log, workers: map[int64]*worker{}, wake: make(chan struct{}, 1),
+		decoded: newRecordCache()}
 }
 
 // Nudge tells idle workers that records were queued.
@@ -99,6 +156,9 @@ type worker struct {
 	wake    chan struct{}
 	stop    context.CancelFunc
 	done    chan struct{}
+	// next is the batch leased with the last outcome (the lease kept).
+	next      []store.OutboxRecord
+	nextLease store.OutboxLease
 }
 
 // Run delivers until ctx ends, then stops the workers (a batch in flight
@@ -107,10 +167,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.stopAll()
 	t := time.NewTicker(d.opts.Refresh)
 	defer t.Stop()
-	var lastPurge time.Time
+	var lastPurge, lastLogPurge time.Time
 	for {
 		if err := d.refresh(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("export: read the export list", "err", err)
+		}
+		if time.Since(lastLogPurge) >= d.opts.Refresh {
+			lastLogPurge = time.Now()
+			if _, err := d.st.PurgeExportLog(ctx, d.opts.DisabledRetention); err != nil && ctx.Err() == nil {
+				d.log.Warn("export: purge the export log", "err", err)
+			}
 		}
 		if time.Since(lastPurge) > time.Hour {
 			lastPurge = time.Now()
@@ -209,6 +275,13 @@ func (d *Dispatcher) stopAll() {
 
 func (d *Dispatcher) runWorker(ctx context.Context, w *worker) {
 	defer close(w.done)
+	defer func() {
+		if w.next != nil {
+			// Stopping with a batch leased and not sent: give it back.
+			_ = d.st.ReleaseExportBatch(context.WithoutCancel(ctx), w.nextLease)
+			w.next = nil
+		}
+	}()
 	leaseFor := max(d.opts.LeaseFor, time.Duration(w.cfg.Timeout)+5*time.Second)
 	for ctx.Err() == nil {
 		wait, err := d.deliverOnce(ctx, w, leaseFor)
@@ -231,9 +304,14 @@ func (d *Dispatcher) runWorker(ctx context.Context, w *worker) {
 // deliverOnce leases and delivers one batch; it returns how long to wait
 // before the next (0: go on at once).
 func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.Duration) (time.Duration, error) {
-	recs, lease, err := d.st.LeaseExportBatch(ctx, w.id, d.opts.Worker, w.cfg.BatchSize, leaseFor)
-	if err != nil {
-		return d.opts.Poll, err
+	recs, lease := w.next, w.nextLease
+	w.next = nil
+	var err error
+	if recs == nil {
+		recs, lease, err = d.st.LeaseExportBatch(ctx, w.id, d.opts.Worker, w.cfg.BatchSize, leaseFor)
+		if err != nil {
+			return d.opts.Poll, err
+		}
 	}
 	if len(recs) == 0 {
 		// Nothing due, or the export is backing off: look again later.
@@ -244,15 +322,20 @@ func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.D
 		}
 		return d.opts.Poll, nil
 	}
-	out := DeliverBatch(ctx, w.exp, recs, time.Duration(w.cfg.Timeout))
+	out := deliverBatch(ctx, w.exp, recs, time.Duration(w.cfg.Timeout), d.decoded.decode)
 	if ctx.Err() != nil && len(out.Done) == 0 {
 		// Shutting down mid-delivery: give the batch back unchanged.
 		return 0, d.st.ReleaseExportBatch(context.WithoutCancel(ctx), lease)
 	}
 	out.MaxAge = time.Duration(w.cfg.MaxAge)
-	retryAt, err := d.st.FinishExportBatch(context.WithoutCancel(ctx), lease, out)
+	// The outcome is recorded and, when it was all settled, the next batch
+	// leased in the same write (the lease kept).
+	retryAt, next, nextLease, err := d.st.FinishAndNextExportBatch(context.WithoutCancel(ctx), lease, out, w.cfg.BatchSize, leaseFor)
 	if err != nil {
 		return d.opts.Poll, err
+	}
+	if len(next) > 0 {
+		w.next, w.nextLease = next, nextLease
 	}
 	if len(out.Retry) > 0 {
 		d.log.Warn("export: delivery failed; retrying after a backoff", "export", w.cfg.Name, "records", len(out.Retry),
@@ -268,11 +351,17 @@ func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.D
 // DeliverBatch decodes leased records, delivers them within timeout and
 // classifies the outcome per record (for the store's FinishExportBatch).
 func DeliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord, timeout time.Duration) store.OutboxOutcome {
+	return deliverBatch(ctx, exp, leased, timeout, func(_ int64, b []byte) (Record, error) { return decodeRecord(b) })
+}
+
+func deliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord, timeout time.Duration,
+	decode func(seq int64, payload []byte) (Record, error)) store.OutboxOutcome {
 	var out store.OutboxOutcome
 	recs := make([]Record, 0, len(leased))
 	ids := make([]int64, 0, len(leased))
 	for _, l := range leased {
-		r, err := decodeRecord(l.Payload)
+		r, err := decode(l.ID, l.Payload)
+		r.Pos = LogPos{l.XID, l.ID}
 		if err != nil {
 			out.Dead = append(out.Dead, l.ID)
 			out.Err = err.Error()

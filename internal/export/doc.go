@@ -4,13 +4,17 @@
 // TLS), Splunk HEC, Elasticsearch/OpenSearch, Kafka, Slack and Microsoft
 // Teams, with OCSF-shaped JSON as a format for webhooks and Kafka.
 //
-// Delivery is durable: records are queued in the store's outbox in the
-// transaction that accepts them (store.EnqueueExports), and the
-// Dispatcher's per-export workers lease batches with a fencing token,
-// deliver them through an Exporter and delete them, so a receiver outage
-// or a central restart loses nothing. Receivers that take an idempotency
-// key (webhook Idempotency-Key, Elasticsearch _id with op "create", Kafka's
-// idempotent producer within a session) see each record once; the others
+// Delivery is durable: records are appended once to the store's export
+// log in the transaction that accepts them (store.EnqueueExports), and the
+// Dispatcher's per-export workers lease their export with a fencing token,
+// read the records after the export's durable cursor that its filter
+// takes, deliver them through an Exporter and move the cursor past them,
+// so a receiver outage or a central restart loses nothing. The log is
+// purged once every export's cursor is past a record (a disabled export
+// holds it for DisabledRetention only). Receivers that take an idempotency
+// key (webhook Idempotency-Key, Elasticsearch _id with op "create", Kafka
+// transactions with a stable transactional id, across restarts, for
+// read_committed consumers) see each record once; the others
 // (syslog, Splunk HEC, Slack, Teams) at least once. A failed batch backs the
 // whole export off (exponential, with jitter) and is retried before
 // anything queued behind it; records refused for good, or older than the
@@ -21,5 +25,5 @@
 //
 // This package must not import internal/server or internal/cli (the server
 // wires it, not the other way round). It imports internal/store for the
-// outbox and internal/alerts for the record shape.
+// export log and internal/alerts for the record shape.
 package export

@@ -142,3 +142,87 @@ func TestKafkaOCSF(t *testing.T) {
 		t.Fatalf("OCSF on Kafka: %d records, %s", len(got), got[0].Value)
 	}
 }
+
+// TestKafkaExactlyOnceAcrossCentralRestart: a central commits a batch to
+// Kafka and dies before moving the export's cursor (the lease expires and
+// the same batch is leased again by the next process). The new producer
+// session, with the same transactional id, reads the topic's committed
+// tail, sees the batch's positions and skips them: a read_committed
+// consumer sees every record exactly once.
+func TestKafkaExactlyOnceAcrossCentralRestart(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			cluster := startKfake(t, t.TempDir(), 0)
+			defer cluster.Close()
+			st := openStore(t, b.DSN(t))
+			c := Config{Name: "lake", Type: TypeKafka, Brokers: cluster.ListenAddrs(), Topic: "bulwark-alerts", BatchSize: 20,
+				Timeout: Duration(10 * time.Second)}
+			e := createExport(t, st, c)
+			if err := c.Normalize(); err != nil {
+				t.Fatal(err)
+			}
+			recs := records(50, 500)
+			enqueue(t, st, recs...)
+			ctx := context.Background()
+
+			// The first central: leases and delivers a batch, then dies
+			// (no FinishExportBatch); its producer is gone with it.
+			first, _ := New(&c, Deps{})
+			leased, _, err := st.LeaseExportBatch(ctx, e.ID, "first", 20, 50*time.Millisecond)
+			if err != nil || len(leased) != 20 {
+				t.Fatalf("lease: %d, %v", len(leased), err)
+			}
+			if out := DeliverBatch(ctx, first, leased, 10*time.Second); len(out.Done) != 20 {
+				t.Fatalf("first delivery: %+v", out)
+			}
+			first.(*kafkaExporter).Close()
+			time.Sleep(100 * time.Millisecond) // its lease expires
+
+			// The next central delivers everything from the cursor.
+			d := runDispatcher(t, st, DispatcherOptions{LeaseFor: time.Second})
+			d.Nudge()
+			waitFor(t, 30*time.Second, "every record delivered", func() bool {
+				s, err := st.ExportOutboxStats(ctx, e.ID)
+				return err == nil && s.Pending == 0
+			})
+			got := consumeCommitted(t, cluster.ListenAddrs(), len(recs))
+			count := map[string]int{}
+			for _, m := range got {
+				for _, h := range m.Headers {
+					if h.Key == "bulwark-id" {
+						count[string(h.Value)]++
+					}
+				}
+			}
+			for _, r := range recs {
+				if count[r.ID] != 1 {
+					t.Errorf("%s consumed %d times", r.ID, count[r.ID])
+				}
+			}
+			if len(got) != len(recs) {
+				t.Errorf("consumed %d records, want %d", len(got), len(recs))
+			}
+		})
+	}
+}
+
+// consumeCommitted reads the topic as a read_committed consumer.
+func consumeCommitted(t *testing.T, addrs []string, want int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("bulwark-alerts"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for len(out) < want && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	cl.PollFetches(ctx2).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	return out
+}

@@ -21,6 +21,37 @@ type Record struct {
 	// Kind is alert, finding or posture.
 	Kind string `json:"kind"`
 	alerts.Alert
+	// Pos is the record's position in the store's export log (zero for a
+	// record from elsewhere, e.g. a test delivery). Receivers that can
+	// store it (Kafka headers) let a restarted exporter learn where it
+	// stopped.
+	Pos LogPos `json:"-"`
+}
+
+// LogPos is a position in the export log: (XID, Seq) order is delivery
+// order (store.OutboxRecord's XID and ID).
+type LogPos struct{ XID, Seq int64 }
+
+// IsZero reports a record from outside the log.
+func (p LogPos) IsZero() bool { return p == LogPos{} }
+
+// Less orders positions.
+func (p LogPos) Less(q LogPos) bool { return p.XID < q.XID || (p.XID == q.XID && p.Seq < q.Seq) }
+
+// String is "XID.Seq", the bulwark-pos header.
+func (p LogPos) String() string {
+	return strconv.FormatInt(p.XID, 10) + "." + strconv.FormatInt(p.Seq, 10)
+}
+
+// parseLogPos reads String's form.
+func parseLogPos(s string) (LogPos, bool) {
+	x, q, ok := strings.Cut(s, ".")
+	xi, err1 := strconv.ParseInt(x, 10, 64)
+	qi, err2 := strconv.ParseInt(q, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return LogPos{}, false
+	}
+	return LogPos{xi, qi}, true
 }
 
 // Key is the record's idempotency key (the alert's id).

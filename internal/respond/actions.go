@@ -73,6 +73,13 @@ func Perform(ctx context.Context, cs kubernetes.Interface, a alerts.Action) (str
 			return "", fmt.Errorf("cordon_node: %w: no node", ErrInvalid)
 		}
 		return CordonNode(ctx, cs, a.Node)
+	case alerts.ActionUnisolatePod:
+		return UnisolatePod(ctx, cs, a.Namespace, a.Pod)
+	case alerts.ActionUncordonNode:
+		if a.Node == "" {
+			return "", fmt.Errorf("uncordon_node: %w: no node", ErrInvalid)
+		}
+		return UncordonNode(ctx, cs, a.Node)
 	}
 	return "", fmt.Errorf("%w: unknown action %q", ErrInvalid, a.Action)
 }
@@ -277,6 +284,80 @@ func CordonNode(ctx context.Context, cs kubernetes.Interface, name string) (stri
 		return "", fmt.Errorf("cordon node %s: %w", name, err)
 	}
 	return fmt.Sprintf("node %s cordoned", name), nil
+}
+
+// UnisolatePod undoes IsolatePod: it deletes the pod's deny-all
+// NetworkPolicy (only if Bulwark created it: a policy of that name someone
+// else made is not touched) and removes the pod's isolation label. Label
+// first, policy second — the reverse of IsolatePod — so a failure in
+// between leaves a policy selecting nothing, never a labelled pod whose
+// policy is gone without anyone knowing. Nothing to undo (pod or policy
+// already gone) is success: the goal, a pod not isolated by Bulwark, is
+// reached.
+func UnisolatePod(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
+	np := cs.NetworkingV1().NetworkPolicies(ns)
+	pname := PolicyName(name)
+	cur, err := np.Get(ctx, pname, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		cur = nil
+	case err != nil:
+		return "", fmt.Errorf("unisolate pod %s/%s: get NetworkPolicy %s: %w", ns, name, pname, err)
+	case cur.Labels[ManagedByLabel] != managedBy:
+		return "", fmt.Errorf("unisolate pod %s/%s: NetworkPolicy %s exists and is not Bulwark's; not touching it", ns, name, pname)
+	}
+	var did []string
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return "", fmt.Errorf("unisolate pod %s/%s: get: %w", ns, name, err)
+	case pod.Labels[IsolationLabel] != "":
+		// A JSON merge patch with null deletes the label; the uid
+		// precondition keeps a re-created pod of the same name untouched.
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+			"labels": map[string]any{IsolationLabel: nil},
+			"uid":    string(pod.UID),
+		}})
+		if _, err := cs.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return "", fmt.Errorf("unisolate pod %s/%s: remove label: %w", ns, name, err)
+		}
+		did = append(did, "label "+IsolationLabel+" removed")
+	}
+	if cur != nil {
+		// Delete exactly the policy read (uid precondition): a policy
+		// re-created meanwhile by a new isolate request stays.
+		err := np.Delete(ctx, pname, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("unisolate pod %s/%s: delete NetworkPolicy %s: %w", ns, name, pname, err)
+		}
+		did = append(did, "NetworkPolicy "+pname+" deleted")
+	}
+	if len(did) == 0 {
+		return fmt.Sprintf("pod %s/%s was not isolated", ns, name), nil
+	}
+	return fmt.Sprintf("pod %s/%s unisolated: %s", ns, name, strings.Join(did, ", ")), nil
+}
+
+// UncordonNode undoes CordonNode, as `kubectl uncordon` does.
+func UncordonNode(ctx context.Context, cs kubernetes.Interface, name string) (string, error) {
+	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("uncordon node %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("uncordon node %s: get: %w", name, err)
+	}
+	if !node.Spec.Unschedulable {
+		return fmt.Sprintf("node %s already schedulable", name), nil
+	}
+	// Strategic merge drops a false bool (omitempty); null deletes the
+	// field, which is what kubectl uncordon sends too.
+	patch := []byte(`{"spec":{"unschedulable":null}}`)
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return "", fmt.Errorf("uncordon node %s: %w", name, err)
+	}
+	return fmt.Sprintf("node %s uncordoned", name), nil
 }
 
 func apiGroup(apiVersion string) string {

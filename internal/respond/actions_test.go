@@ -203,6 +203,56 @@ func TestActionsWithMinimalRole(t *testing.T) {
 		}
 	})
 
+	t.Run("unisolate_pod", func(t *testing.T) {
+		// isolate_pod left web-5d4f-a isolated (by the updated policy).
+		msg, err := respond.UnisolatePod(ctx, r, ns, "web-5d4f-a")
+		must(t, err)
+		pod, err := w.admin.CoreV1().Pods(ns).Get(ctx, "web-5d4f-a", metav1.GetOptions{})
+		must(t, err)
+		if _, ok := pod.Labels[respond.IsolationLabel]; ok || pod.Labels["app"] != "web" {
+			t.Errorf("pod labels %v: want the isolation label gone, app kept", pod.Labels)
+		}
+		if _, err := w.admin.NetworkingV1().NetworkPolicies(ns).Get(ctx, respond.PolicyName("web-5d4f-a"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("policy still there: %v", err)
+		}
+		if !strings.Contains(msg, "unisolated") || !strings.Contains(msg, "label") || !strings.Contains(msg, "deleted") {
+			t.Errorf("message %q", msg)
+		}
+		msg, err = respond.UnisolatePod(ctx, r, ns, "web-5d4f-a")
+		must(t, err)
+		if !strings.Contains(msg, "was not isolated") {
+			t.Errorf("second unisolate: message %q", msg)
+		}
+		// Isolate again, then undo through Perform as the responder does.
+		_, err = respond.IsolatePod(ctx, r, ns, "web-5d4f-a")
+		must(t, err)
+		_, err = respond.Perform(ctx, r, alerts.Action{Action: alerts.ActionUnisolatePod, Namespace: ns, Pod: "web-5d4f-a"})
+		must(t, err)
+		pod, err = w.admin.CoreV1().Pods(ns).Get(ctx, "web-5d4f-a", metav1.GetOptions{})
+		must(t, err)
+		if _, ok := pod.Labels[respond.IsolationLabel]; ok {
+			t.Errorf("Perform(unisolate_pod) left the label: %v", pod.Labels)
+		}
+		// The foreign policy named like Bulwark's (made by isolate_pod's
+		// subtest for db-0) is refused and left in place.
+		if _, err := respond.UnisolatePod(ctx, r, ns, "db-0"); err == nil || !strings.Contains(err.Error(), "not Bulwark's") {
+			t.Errorf("foreign policy: err = %v, want a refusal", err)
+		}
+		if _, err := w.admin.NetworkingV1().NetworkPolicies(ns).Get(ctx, respond.PolicyName("db-0"), metav1.GetOptions{}); err != nil {
+			t.Errorf("foreign policy deleted: %v", err)
+		}
+		// The pod is gone but its policy is still there: the policy goes.
+		_, err = respond.IsolatePod(ctx, r, ns, "debug")
+		must(t, err)
+		must(t, w.admin.CoreV1().Pods(ns).Delete(ctx, "debug", metav1.DeleteOptions{}))
+		msg, err = respond.UnisolatePod(ctx, r, ns, "debug")
+		must(t, err)
+		if _, err := w.admin.NetworkingV1().NetworkPolicies(ns).Get(ctx, respond.PolicyName("debug"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("orphan policy kept (%q): %v", msg, err)
+		}
+		w.pod(t, "debug", "debug")
+	})
+
 	t.Run("scale_to_zero", func(t *testing.T) {
 		for _, tc := range []struct{ pod, kind, name string }{
 			{"web-5d4f-b", "Deployment", "web"},
@@ -253,6 +303,27 @@ func TestActionsWithMinimalRole(t *testing.T) {
 		}
 		if _, err := respond.CordonNode(ctx, r, "node-2"); !errors.Is(err, respond.ErrNotFound) {
 			t.Errorf("cordon missing node: err = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("uncordon_node", func(t *testing.T) {
+		msg, err := respond.Perform(ctx, r, alerts.Action{Action: alerts.ActionUncordonNode, Node: "node-1"})
+		must(t, err)
+		node, err := w.admin.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+		must(t, err)
+		if node.Spec.Unschedulable || !strings.Contains(msg, "uncordoned") {
+			t.Fatalf("node unschedulable=%v after uncordon (message %q)", node.Spec.Unschedulable, msg)
+		}
+		msg, err = respond.UncordonNode(ctx, r, "node-1")
+		must(t, err)
+		if !strings.Contains(msg, "already schedulable") {
+			t.Errorf("second uncordon: message %q", msg)
+		}
+		if _, err := respond.UncordonNode(ctx, r, "node-2"); !errors.Is(err, respond.ErrNotFound) {
+			t.Errorf("uncordon missing node: err = %v, want ErrNotFound", err)
+		}
+		if _, err := respond.Perform(ctx, r, alerts.Action{Action: alerts.ActionUncordonNode}); !errors.Is(err, respond.ErrInvalid) {
+			t.Errorf("no node: err = %v, want ErrInvalid", err)
 		}
 	})
 
@@ -308,6 +379,8 @@ func TestActionsForbiddenWithoutRole(t *testing.T) {
 		"isolate_pod":   func() (string, error) { return respond.IsolatePod(ctx, nobody, ns, "debug") },
 		"scale_to_zero": func() (string, error) { return respond.ScaleToZero(ctx, nobody, ns, "db-0") },
 		"cordon_node":   func() (string, error) { return respond.CordonNode(ctx, nobody, "node-1") },
+		"unisolate_pod": func() (string, error) { return respond.UnisolatePod(ctx, nobody, ns, "debug") },
+		"uncordon_node": func() (string, error) { return respond.UncordonNode(ctx, nobody, "node-1") },
 	} {
 		_, err := f()
 		if !apierrors.IsForbidden(err) {

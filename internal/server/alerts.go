@@ -139,6 +139,10 @@ type alertJSON struct {
 	StatusBy       string          `json:"status_by,omitempty"`
 	StatusAt       time.Time       `json:"status_at,omitzero"`
 	StatusNote     string          `json:"status_note,omitempty"`
+
+	// Set when a suppression was applied to the alert after it was stored.
+	SuppressedBy string    `json:"suppressed_by,omitempty"`
+	SuppressedAt time.Time `json:"suppressed_at,omitzero"`
 }
 
 func toAlertJSON(a *store.Alert, evidence bool) alertJSON {
@@ -147,7 +151,7 @@ func toAlertJSON(a *store.Alert, evidence bool) alertJSON {
 		Namespace: a.Namespace, Pod: a.Pod, Container: a.Container, ContainerID: a.ContainerID, Image: a.Image,
 		ImageDigest: a.ImageDigest, Node: a.Node, Workload: a.Workload, SourceEventID: a.SourceEventID,
 		SuppressionID: a.SuppressionID, Count: a.Count, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, Status: string(a.Status),
-		StatusBy: a.StatusBy, StatusAt: a.StatusAt, StatusNote: a.StatusNote}
+		StatusBy: a.StatusBy, StatusAt: a.StatusAt, StatusNote: a.StatusNote, SuppressedBy: a.SuppressedBy, SuppressedAt: a.SuppressedAt}
 	if evidence {
 		j.Evidence = a.Evidence
 	}
@@ -373,12 +377,15 @@ type suppressionJSON struct {
 	Expired   bool      `json:"expired"`
 	Hits      int64     `json:"hits"`
 	LastHit   time.Time `json:"last_hit,omitzero"`
+	// Applied counts the alerts stored before the suppression it was
+	// applied to.
+	Applied int64 `json:"applied"`
 }
 
 func toSuppressionJSON(sp *store.Suppression) suppressionJSON {
 	return suppressionJSON{ID: sp.ID, Rule: sp.Rule, Cluster: sp.Cluster, Namespace: sp.Namespace, Workload: sp.Workload,
 		Image: sp.Image, Reason: sp.Reason, CreatedBy: sp.CreatedBy, CreatedAt: sp.CreatedAt, ExpiresAt: sp.ExpiresAt,
-		Expired: sp.Expired(time.Now()), Hits: sp.Hits, LastHit: sp.LastHit}
+		Expired: sp.Expired(time.Now()), Hits: sp.Hits, LastHit: sp.LastHit, Applied: sp.Applied}
 }
 
 // suppressionInput creates a suppression. Globs: * any run, ? one
@@ -392,6 +399,9 @@ type suppressionInput struct {
 	Reason    string    `json:"reason"`
 	ExpiresAt time.Time `json:"expires_at"`
 	ExpiresIn string    `json:"expires_in"`
+	// ApplyToExisting also suppresses the open alerts stored before it
+	// that it matches (default false in the API; the console sends true).
+	ApplyToExisting bool `json:"apply_to_existing"`
 }
 
 func (s *Server) listSuppressions(c *call) error {
@@ -425,11 +435,11 @@ func (s *Server) createSuppression(c *call) error {
 		}
 		sp.ExpiresAt = time.Now().Add(d)
 	}
-	created, err := s.st.CreateSuppression(c.r.Context(), sp)
+	created, err := s.st.CreateSuppressionApplied(c.r.Context(), sp, in.ApplyToExisting)
 	if err != nil {
 		return err
 	}
-	c.audit(fmt.Sprintf("suppression/%d", created.ID), in)
+	c.audit(fmt.Sprintf("suppression/%d", created.ID), map[string]any{"input": in, "applied": created.Applied})
 	return c.JSON(http.StatusCreated, toSuppressionJSON(created))
 }
 
@@ -441,6 +451,11 @@ func (s *Server) deleteSuppression(c *call) error {
 	c.audit(fmt.Sprintf("suppression/%d", id), nil)
 	if err := s.st.DeleteSuppression(c.r.Context(), id); err != nil {
 		return err
+	}
+	// The alerts it holds stay suppressed (nothing reappears silently);
+	// the audit entry says how many still wait for a release.
+	if n, err := s.st.SuppressedOpenCount(c.r.Context(), id); err == nil {
+		c.audit(fmt.Sprintf("suppression/%d", id), map[string]any{"still_suppressed_open_alerts": n})
 	}
 	return c.noContent()
 }

@@ -29,57 +29,8 @@ import (
 // a response action and sees it pending — and the cluster's responder
 // sees the same action through the API.
 func TestAlertsInBrowser(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("browser test needs Chromium at %s (Debian: apt-get install -y chromium): %v", chromium, err)
-	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "bulwark.db"), store.Options{SecretKey: testKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.CreateUser(ctx, "alice", "alice-password-1234", store.RoleAnalyst); err != nil {
-		t.Fatal(err)
-	}
-	con, err := console.New(console.Config{SessionKey: []byte("0123456789abcdef0123456789abcdef-session"), SecureCookie: true},
-		console.Deps{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	srv, err := New(Config{Listen: "127.0.0.1:0", DataDir: data, Workers: -1, SweepInterval: -1, DBWatchInterval: -1},
-		Deps{Store: st, Console: con, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	pem, err := os.ReadFile(filepath.Join(data, selfSignedCert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	e := &env{t: t, st: st, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
-	agent, _, err := st.CreateToken(ctx, "sensor-prod", store.RoleAgent, time.Time{}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Ingest through the API, as a sensor and the audit receiver do.
-	now := time.Now().UTC()
-	var batch []alerts.Alert
-	for i := range 40 {
-		batch = append(batch, testAlert(t, fmt.Sprintf("br-%03d", i), i, []string{"shop", "payments"}[i%2],
-			fmt.Sprintf("Deployment/web-%d", i%4), now.Add(-time.Duration(i)*time.Minute)))
-	}
-	if code, raw := e.do("POST", "/api/v1/alerts", agent, alerts.Batch{Alerts: batch}); code != 200 {
-		t.Fatalf("ingest: %d %s", code, raw)
-	}
+	e, st, agent, chromium := startConsoleWithAlerts(t, "br")
 	all, total, err := st.ListAlerts(ctx, store.AlertFilter{}, store.Page{Limit: 1000})
 	if err != nil || total == 0 {
 		t.Fatalf("stored alerts: %d, %v", total, err)
@@ -123,7 +74,7 @@ func TestAlertsInBrowser(t *testing.T) {
 		}
 		return v
 	}
-	base := srv.URL()
+	base := e.url
 	step("log in",
 		chromedp.Navigate(base+"/alerts"),
 		chromedp.WaitVisible(chromedp.ID("login-form")),
@@ -272,4 +223,64 @@ func waitURL(t *testing.T, ctx context.Context, want string) {
 		}
 	}
 	t.Fatalf("no loaded page at a URL containing %q", want)
+}
+
+// startConsoleWithAlerts starts, for the browser tests, a real server with
+// the console over a real SQLite store holding a user "alice" (analyst),
+// and ingests 40 alerts (ids prefix-000…039, two namespaces, four
+// workloads, a minute apart) through POST /api/v1/alerts with an agent
+// token, as a sensor does. It skips when Chromium is not installed and
+// returns the API client, the store, the agent token and Chromium's path.
+func startConsoleWithAlerts(t *testing.T, prefix string) (e *env, st *store.Store, agent, chromium string) {
+	t.Helper()
+	chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("browser test needs Chromium at %s (Debian: apt-get install -y chromium): %v", chromium, err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "bulwark.db"), store.Options{SecretKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.CreateUser(ctx, "alice", "alice-password-1234", store.RoleAnalyst); err != nil {
+		t.Fatal(err)
+	}
+	con, err := console.New(console.Config{SessionKey: []byte("0123456789abcdef0123456789abcdef-session"), SecureCookie: true},
+		console.Deps{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", DataDir: data, Workers: -1, SweepInterval: -1, DBWatchInterval: -1},
+		Deps{Store: st, Console: con, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pem, err := os.ReadFile(filepath.Join(data, selfSignedCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	e = &env{t: t, st: st, url: srv.URL(), client: &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	agent, _, err = st.CreateToken(ctx, "sensor-prod", store.RoleAgent, time.Time{}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var batch []alerts.Alert
+	for i := range 40 {
+		batch = append(batch, testAlert(t, fmt.Sprintf("%s-%03d", prefix, i), i, []string{"shop", "payments"}[i%2],
+			fmt.Sprintf("Deployment/web-%d", i%4), now.Add(-time.Duration(i)*time.Minute)))
+	}
+	if code, raw := e.do("POST", "/api/v1/alerts", agent, alerts.Batch{Alerts: batch}); code != 200 {
+		t.Fatalf("ingest: %d %s", code, raw)
+	}
+	return e, st, agent, chromium
 }

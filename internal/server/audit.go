@@ -51,6 +51,9 @@ type AuditConfig struct {
 	// RuleFiles are extra rule files in the Falco format, applied after
 	// the defaults (they may append to, override or disable default rules).
 	RuleFiles []string
+	// Accounts tunes the service-account source detector (learning
+	// period, bounds, age-out). Its state is always kept in the store.
+	Accounts audit.AccountConfig
 }
 
 // AuditLogFile is one followed audit log and its cluster.
@@ -95,7 +98,8 @@ func (s *Server) setupAudit() error {
 		s.log.Warn("audit rule skipped", "rule", sk.Rule, "file", sk.File, "line", sk.Line, "reason", sk.Reason)
 	}
 	log := s.log.With("component", "audit")
-	proc, err := audit.NewProcessor(audit.Config{Engine: eng, RuleVersion: audit.RuleVersion(files), Logger: log}, s.st)
+	proc, err := audit.NewProcessor(audit.Config{Engine: eng, RuleVersion: audit.RuleVersion(files), Logger: log,
+		Accounts: accountConfig(ac.Accounts, s.st)}, s.st)
 	if err != nil {
 		return err
 	}

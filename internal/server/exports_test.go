@@ -130,6 +130,15 @@ func TestExportsAPI(t *testing.T) {
 		e.get(fmt.Sprintf("/api/v1/exports/%d", v.ID), &one)
 		return one.Status.Delivered == 2 && one.Status.Pending == 0
 	})
+	// The export series on /metrics, read from the store.
+	if st, m := e.do("GET", "/metrics", e.admin, nil); st != http.StatusOK ||
+		!strings.Contains(string(m), `bulwark_export_delivered_total{export="siem",type="webhook"} 2`) ||
+		!strings.Contains(string(m), `bulwark_export_lag_records{export="siem",type="webhook"} 0`) ||
+		!strings.Contains(string(m), `bulwark_export_oldest_undelivered_seconds{export="siem",type="webhook"} 0`) ||
+		!strings.Contains(string(m), `bulwark_export_dead_letters{export="siem",type="webhook"} 0`) ||
+		!strings.Contains(string(m), `bulwark_export_failures_total{export="siem",type="webhook"} 0`) {
+		t.Errorf("export metrics: %d\n%s", st, grepLines(string(m), "bulwark_export_"))
+	}
 	// Dead letters list and retry answer (none here).
 	if st, b := e.do("GET", fmt.Sprintf("/api/v1/exports/%d/dead", v.ID), e.admin, nil); st != http.StatusOK || !strings.Contains(string(b), `"total":0`) {
 		t.Errorf("dead letters: %d %s", st, b)
@@ -157,4 +166,15 @@ func TestExportsAPI(t *testing.T) {
 	if st, _ := e.do("DELETE", fmt.Sprintf("/api/v1/exports/%d", v.ID), e.admin, nil); st != http.StatusNoContent {
 		t.Errorf("delete: %d", st)
 	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -56,7 +56,7 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		}),
 	}
 	reg.MustRegister(m.apiLatency, m.scanDuration, m.jobDuration, m.scansStored, m.hookEvents, m.rematchDuration,
-		m.rematchImages, &queueCollector{st: st})
+		m.rematchImages, &queueCollector{st: st}, &exportCollector{st: st})
 	m.alerts = newAlertMetrics(reg)
 	return m
 }

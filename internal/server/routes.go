@@ -120,6 +120,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/alerts/timeline", authToken, rolesRead, "", s.alertTimeline},
 		{"GET", "/api/v1/alerts/{id}", authToken, rolesRead, "", s.getAlert},
 		{"POST", "/api/v1/alerts/{id}/status", authToken, rolesTriage, "alert.status", s.setAlertStatus},
+		{"POST", "/api/v1/alerts/status", authToken, rolesTriage, "alert.bulk_status", s.setAlertsStatus},
 		{"POST", "/api/v1/alerts/{id}/actions", authToken, rolesTriage, "action.request", s.requestAction},
 		{"GET", "/api/v1/actions", authToken, rolesActionRead, "", s.listActions},
 		{"POST", "/api/v1/actions/{id}/result", authToken, rolesActionResult, "action.result", s.actionResult},
@@ -128,6 +129,8 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/suppressions/{id}", authToken, rolesRead, "", s.getSuppression},
 		{"DELETE", "/api/v1/suppressions/{id}", authToken, rolesTriage, "suppression.delete", s.deleteSuppression},
 		{"GET", "/api/v1/suppressions/{id}/matches", authToken, rolesRead, "", s.suppressionMatches},
+		{"POST", "/api/v1/suppressions/{id}/apply", authToken, rolesTriage, "suppression.apply", s.applySuppression},
+		{"POST", "/api/v1/suppressions/{id}/release", authToken, rolesTriage, "suppression.release", s.releaseSuppression},
 
 		{"POST", "/api/v1/admission/decisions", authToken, rolesAdmissionPost, "admission.decisions", s.postAdmissionDecisions},
 		{"GET", "/api/v1/admission/decisions", authToken, rolesRead, "", s.listAdmissionDecisions},

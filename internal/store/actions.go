@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
@@ -24,7 +25,7 @@ import (
 func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.ActionKind, reason, by string) (*alerts.Action, error) {
 	op := fmt.Sprintf("request %s on alert %d", kind, alertID)
 	if !kind.Valid() {
-		return nil, fmt.Errorf("%s: %w", op, invalid("action %q (want delete_pod, isolate_pod, scale_to_zero or cordon_node)", kind))
+		return nil, fmt.Errorf("%s: %w", op, invalid("action %q (want delete_pod, isolate_pod, scale_to_zero, cordon_node, unisolate_pod or uncordon_node)", kind))
 	}
 	if by == "" {
 		return nil, fmt.Errorf("%s: %w", op, invalid("who requested the action is required"))
@@ -45,8 +46,15 @@ func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.Act
 			return invalid("the alert names no pod (namespace and pod are required for %s)", kind)
 		case kind == alerts.ActionScaleToZero && a.Workload == "":
 			return invalid("the alert names no workload to scale")
-		case kind == alerts.ActionCordonNode && a.Node == "":
-			return invalid("the alert names no node to cordon")
+		case kind.NeedsNode() && a.Node == "":
+			return invalid("the alert names no node to %s", strings.TrimSuffix(string(kind), "_node"))
+		}
+		if undone := kind.Undoes(); undone != "" {
+			// An undo needs something to undo: the action it reverses done
+			// on the same target (from this alert or another one).
+			if err := s.undoable(ctx, tx, undone, a); err != nil {
+				return err
+			}
 		}
 		var dup int64
 		err = s.queryRow(ctx, tx, `SELECT id FROM response_actions WHERE alert_id = ? AND action = ? AND state = 'pending'`,
@@ -70,6 +78,61 @@ func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.Act
 	})
 	if err != nil {
 		return nil, s.wrapErr(op, err)
+	}
+	return out, nil
+}
+
+// undoable checks that action undone was performed (done) on a's target —
+// the pod (cluster, namespace, pod) or the node (cluster, node) — and not
+// already undone since.
+func (s *Store) undoable(ctx context.Context, tx querier, undone alerts.ActionKind, a *Alert) error {
+	undo := string(undoOf(undone))
+	var q string
+	var args []any
+	if undone.NeedsNode() {
+		q, args = `cluster = ? AND node = ?`, []any{a.Cluster, a.Node}
+	} else {
+		q, args = `cluster = ? AND namespace = ? AND pod = ?`, []any{a.Cluster, a.Namespace, a.Pod}
+	}
+	var lastDo, lastUndo int64
+	err := s.queryRow(ctx, tx, `SELECT COALESCE(MAX(CASE WHEN action = ? THEN id END), 0),
+		COALESCE(MAX(CASE WHEN action = ? THEN id END), 0) FROM response_actions WHERE state = 'done' AND `+q,
+		append([]any{string(undone), undo}, args...)...).Scan(&lastDo, &lastUndo)
+	if err != nil {
+		return err
+	}
+	if lastDo == 0 || lastUndo > lastDo {
+		return invalid("nothing to undo: no %s was done on this target since the last %s", undone, undo)
+	}
+	return nil
+}
+
+// undoOf is the action that reverses k ("" for none).
+func undoOf(k alerts.ActionKind) alerts.ActionKind {
+	for _, u := range alerts.ActionKinds {
+		if u.Undoes() == k {
+			return u
+		}
+	}
+	return ""
+}
+
+// UndoableActions reports, for an alert's target, which undo actions apply
+// now (the console shows their buttons only then).
+func (s *Store) UndoableActions(ctx context.Context, a *Alert) ([]alerts.ActionKind, error) {
+	var out []alerts.ActionKind
+	for _, k := range alerts.ActionKinds {
+		undone := k.Undoes()
+		if undone == "" || a.Cluster == "" || (k.NeedsNode() && a.Node == "") || (k.NeedsPod() && (a.Namespace == "" || a.Pod == "")) {
+			continue
+		}
+		err := s.undoable(ctx, s.r, undone, a)
+		switch {
+		case err == nil:
+			out = append(out, k)
+		case !errors.Is(err, ErrInvalid):
+			return nil, s.wrapErr("undoable actions", err)
+		}
 	}
 	return out, nil
 }

@@ -27,6 +27,14 @@
 // that token, so a job whose lease expired and was claimed again cannot be
 // completed twice.
 //
+// Continuous export uses the same idea (outbox.go): every accepted record
+// is appended once, in the accepting transaction, to an append-only export
+// log, and each export keeps a durable cursor into it, moved only under
+// that export's fenced lease. On PostgreSQL the log is read in (writing
+// transaction id, sequence) order and only below the reader's snapshot
+// xmin, so no record of a transaction that commits later can be passed
+// over (migration 0009 has the argument).
+//
 // This package must not import net/http or internal/cli (TestImports
 // checks): it is used by the API layer, not the other way round. It imports
 // internal/scan, internal/inventory, internal/vulndb and internal/alerts for their types. Input size limits belong to the API

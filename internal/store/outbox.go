@@ -11,31 +11,49 @@ import (
 	mrand "math/rand/v2"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 )
 
-// The export outbox. Records accepted by central (alerts, and optionally
-// scan findings and posture results) are copied, in the transaction that
-// accepts them, into one outbox row per configured export whose filter
-// matches. A delivery worker (internal/export) leases the head of one
-// export's queue, delivers it, and deletes the rows; a row moves
+// The export log. Records accepted by central (alerts, and optionally
+// scan findings and posture results) are appended ONCE, in the
+// transaction that accepts them, to an append-only log (export_log,
+// migration 0009) — whatever the number of exports — if at least one
+// enabled export's filter takes them. Each export has a durable cursor
+// (exports.cursor_xid, cursor_seq): the position up to which its records
+// are settled. A delivery worker (internal/export) leases an export, reads
+// the records after its cursor that the export's filter takes, delivers
+// them and moves the cursor past them:
 //
-//	pending ──delivered──▶ (deleted)
-//	   │ ▲ failed: attempt counted, the whole export backs off (order kept)
-//	   │ └ lease expired (worker died) → the same rows are leased again
-//	   └ too old, or refused for good ──▶ dead ──retry──▶ pending
+//	log ──lease: read after cursor, filter──▶ deliver ──done──▶ cursor moves past
+//	                  ▲                           │ failed: export backs off (whole
+//	                  │                           │ export, order kept), cursor stays
+//	                  └── lease expired ◀─────────┤ (worker died: same records again,
+//	                                              │  same idempotency keys)
+//	                                              └ refused for good, or too old
+//	                                                ──▶ copied to export_dead ──retry──▶ log (that export only)
+//
+// Order: on SQLite seq order is commit order (one writer). On PostgreSQL
+// a sequence value is not commit order, so each record carries its
+// transaction's id and readers read only below their snapshot's xmin, in
+// (xid, seq) order: every transaction below xmin has ended, so no record
+// can later appear before the cursor (the proof is in migration 0009).
 //
 // The lease is a token on the export row with an expiry (one worker per
-// export at a time, across replicas); finishing a batch is fenced by that
-// token, so a worker presumed dead cannot record an outcome once another
-// worker has leased the export since (the same fencing as the job queue).
-// Leasing does not rewrite the rows, so the happy path costs one insert and
-// one delete per record and export. Backoff is per export, not per row,
-// because a receiver is down as a whole, and so that a retried batch is
-// still delivered before the records queued behind it.
+// export at a time, across replicas); moving the cursor is fenced by that
+// token and by the cursor the lease started from, so a worker presumed
+// dead cannot move it once another worker has leased the export since
+// (the same fencing as the job queue). Backoff is per export, not per
+// record, because a receiver is down as a whole, and so that a retried
+// batch is still delivered before the records behind it.
+//
+// The happy path costs one log row per record (not one insert and one
+// delete per record and export), one cursor update per batch and export,
+// and a range delete when every export is past a record
+// (PurgeExportLog; a disabled export holds the log for a retention only).
 
 // Export origins.
 const (
@@ -147,6 +165,10 @@ type Export struct {
 	LastSuccessAt time.Time
 	LastError     string
 	LastErrorAt   time.Time
+	// Failed counts records whose delivery failed (attempts), ever;
+	// DeadTotal the records that became dead letters, ever.
+	Failed    int64
+	DeadTotal int64
 }
 
 var exportNameOK = func(r rune) bool {
@@ -188,7 +210,7 @@ func (s *Store) sealExportSecrets(e *Export) ([]byte, error) {
 }
 
 const exportCols = `id, name, type, origin, enabled, min_severity, sources, namespaces, kinds, config, secrets, version,
-	failures, retry_at, delivered, last_success_at, last_error, last_error_at, created_at, updated_at`
+	failures, retry_at, delivered, last_success_at, last_error, last_error_at, created_at, updated_at, failed, dead_total`
 
 func (s *Store) scanExport(sc scanner, decrypt bool) (*Export, error) {
 	var e Export
@@ -196,7 +218,7 @@ func (s *Store) scanExport(sc scanner, decrypt bool) (*Export, error) {
 	var sealed []byte
 	if err := sc.Scan(&e.ID, &e.Name, &e.Type, &e.Origin, boolCol{&e.Enabled}, &e.Filter.MinSeverity, &sources, &namespaces,
 		&kinds, &config, &sealed, &e.Version, &e.Failures, tcol(&e.RetryAt), &e.Delivered, tcol(&e.LastSuccessAt),
-		&e.LastError, tcol(&e.LastErrorAt), tcol(&e.CreatedAt), tcol(&e.UpdatedAt)); err != nil {
+		&e.LastError, tcol(&e.LastErrorAt), tcol(&e.CreatedAt), tcol(&e.UpdatedAt), &e.Failed, &e.DeadTotal); err != nil {
 		return nil, err
 	}
 	e.Filter.Sources, e.Filter.Namespaces, e.Filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
@@ -230,11 +252,24 @@ func (s *Store) CreateExport(ctx context.Context, e Export) (*Export, error) {
 	}
 	now := s.now()
 	var id int64
+	// A new export starts at the head of the log: records committed
+	// before it are not its own (on PostgreSQL, after every transaction
+	// that ended before its snapshot: (xmin-1, max) in (xid, seq) order).
+	head := `(SELECT seq FROM sqlite_sequence WHERE name = 'export_log')`
+	headXid := `0`
+	if s.d == postgresDialect {
+		head, headXid = `9223372036854775807`, `pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1`
+	}
+	var disabledAt any
+	if !e.Enabled {
+		disabledAt = s.ts(now)
+	}
 	err = s.queryRow(ctx, s.w, `INSERT INTO exports (name, type, origin, enabled, min_severity, sources, namespaces, kinds,
-		config, secrets, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		config, secrets, created_at, updated_at, disabled_at, cursor_xid, cursor_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+headXid+`, COALESCE(`+head+`, 0)) RETURNING id`,
 		e.Name, e.Type, e.Origin, e.Enabled, int(e.Filter.MinSeverity), strings.Join(e.Filter.Sources, ","),
 		strings.Join(e.Filter.Namespaces, ","), strings.Join(e.Filter.Kinds, ","), string(e.Config), sealed,
-		s.ts(now), s.ts(now)).Scan(&id)
+		s.ts(now), s.ts(now), disabledAt).Scan(&id)
 	if err != nil {
 		return nil, s.wrapErr("create export "+e.Name, err)
 	}
@@ -265,10 +300,10 @@ func (s *Store) UpdateExport(ctx context.Context, e Export, keepSecrets bool) (*
 		}
 		_, err = s.exec(ctx, tx, `UPDATE exports SET name = ?, type = ?, origin = ?, enabled = ?, min_severity = ?,
 			sources = ?, namespaces = ?, kinds = ?, config = ?, secrets = ?, version = version + 1, updated_at = ?,
-			failures = 0, retry_at = NULL WHERE id = ?`,
+			failures = 0, retry_at = NULL, disabled_at = CASE WHEN ? THEN NULL ELSE COALESCE(disabled_at, ?) END WHERE id = ?`,
 			e.Name, e.Type, e.Origin, e.Enabled, int(e.Filter.MinSeverity), strings.Join(e.Filter.Sources, ","),
 			strings.Join(e.Filter.Namespaces, ","), strings.Join(e.Filter.Kinds, ","), string(e.Config), sealed,
-			s.ts(s.now()), e.ID)
+			s.ts(s.now()), e.Enabled, s.ts(s.now()), e.ID)
 		return err
 	})
 	if err != nil {
@@ -277,9 +312,8 @@ func (s *Store) UpdateExport(ctx context.Context, e Export, keepSecrets bool) (*
 	return s.GetExport(ctx, e.ID)
 }
 
-// DeleteExport removes an export and everything queued for it (on
-// PostgreSQL the outbox has no foreign key, which would cost every queued
-// row a check, so the rows are deleted here).
+// DeleteExport removes an export and its dead letters (its share of the
+// log goes with the next PurgeExportLog).
 func (s *Store) DeleteExport(ctx context.Context, id int64) error {
 	op := fmt.Sprintf("delete export %d", id)
 	var res sql.Result
@@ -288,7 +322,7 @@ func (s *Store) DeleteExport(ctx context.Context, id int64) error {
 		if res, err = s.exec(ctx, tx, `DELETE FROM exports WHERE id = ?`, id); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, `DELETE FROM export_outbox WHERE export_id = ?`, id)
+		_, err = s.exec(ctx, tx, `DELETE FROM export_dead WHERE export_id = ?`, id)
 		return err
 	})
 	if err != nil {
@@ -353,7 +387,7 @@ type ExportItem struct {
 	// Kind is ExportKindAlert, ExportKindFinding or ExportKindPosture.
 	Kind string
 	// Key identifies the record (an alert's id); it is the idempotency key
-	// receivers see, and a record is queued at most once per export.
+	// receivers see.
 	Key string
 	// Filterable attributes.
 	Source    string
@@ -369,9 +403,10 @@ type exportPayload struct {
 	*alerts.Alert
 }
 
-// AlertExportItem makes the outbox item of an accepted alert. The alert
-// ingest calls it for each accepted alert and passes the items to
-// EnqueueExports (or enqueueExports inside its own transaction).
+// AlertExportItem makes the export record of an accepted alert. The alert
+// ingest calls it for each accepted alert and appends the items to the
+// export log (EnqueueExports, or enqueueExports inside its own
+// transaction).
 func AlertExportItem(a *alerts.Alert) (ExportItem, error) {
 	b, err := json.Marshal(exportPayload{Kind: ExportKindAlert, Alert: a})
 	if err != nil {
@@ -381,14 +416,16 @@ func AlertExportItem(a *alerts.Alert) (ExportItem, error) {
 		Namespace: a.Namespace, Payload: b}, nil
 }
 
-// EnqueueExports queues items for every enabled export whose filter
-// matches, in one transaction, and returns how many outbox rows it wrote.
-// An item already queued for an export (same key) is not queued again.
+// EnqueueExports appends to the export log, in one transaction, the items
+// that at least one enabled export's filter takes, and returns how many
+// it appended. Items are not deduplicated here (the alert ingest records
+// each sender id once; a record appended twice reaches receivers under
+// the same idempotency key).
 func (s *Store) EnqueueExports(ctx context.Context, items []ExportItem) (int, error) {
 	var n int
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		n, err = s.enqueueExports(ctx, tx, items)
+		n, err = s.enqueueExports(ctx, tx, items, false)
 		return err
 	})
 	if err != nil {
@@ -397,18 +434,30 @@ func (s *Store) EnqueueExports(ctx context.Context, items []ExportItem) (int, er
 	return n, nil
 }
 
-// exportRowsPerInsert bounds one multi-row INSERT (6 values a row: 3,000
-// placeholders, well within both dialects' limits).
-const exportRowsPerInsert = 500
+// exportLogRows bounds one multi-row INSERT on SQLite (8 values a row:
+// 2,048 placeholders; a power of two for chunkSizes).
+const exportLogRows = 256
+
+func exportLogInsertQuery(rows int) string {
+	return `INSERT INTO export_log (kind, record_key, source, severity, namespace, only_export, payload, created_at) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, 0, ?, ?), ", rows), ", ")
+}
 
 // enqueueExports is EnqueueExports inside the caller's transaction: the
 // alert ingest calls it in the transaction that stores the alerts, so an
-// alert is accepted if and only if its exports are queued.
-func (s *Store) enqueueExports(ctx context.Context, tx *sql.Tx, items []ExportItem) (int, error) {
+// alert is accepted if and only if it is in the export log.
+//
+// Items made by the store itself (trusted: the alert ingest's and the KEV
+// findings', marshalled just before) skip the payload's JSON validation,
+// which cost as much as a third of appending a record.
+func (s *Store) enqueueExports(ctx context.Context, tx *sql.Tx, items []ExportItem, trusted bool) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
 	for i := range items {
+		if trusted {
+			break
+		}
 		it := &items[i]
 		if it.Key == "" || len(it.Key) > 256 {
 			return 0, invalid("export item %d: key must be 1-256 bytes", i)
@@ -424,79 +473,58 @@ func (s *Store) enqueueExports(ctx context.Context, tx *sql.Tx, items []ExportIt
 	if err != nil || len(exps) == 0 {
 		return 0, err
 	}
-	if s.d == postgresDialect {
-		return s.enqueueExportsPG(ctx, tx, exps, items)
-	}
-	now := s.ts(s.now())
-	var args []any
-	rows, total := 0, 0
-	flush := func() error {
-		if rows == 0 {
-			return nil
-		}
-		q := `INSERT INTO export_outbox (export_id, kind, record_key, payload, state, created_at, updated_at) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, 'pending', ?, ?), ", rows), ", ") +
-			` ON CONFLICT (export_id, record_key) DO NOTHING`
-		res, err := s.exec(ctx, tx, q, args...)
-		if err != nil {
-			return err
-		}
-		n, _ := res.RowsAffected()
-		total += int(n)
-		args, rows = args[:0], 0
-		return nil
-	}
-	for i := range items {
-		it := &items[i]
-		payload := string(it.Payload)
-		for _, e := range exps {
-			if !e.filter.Match(it) {
-				continue
-			}
-			args = append(args, e.id, it.Kind, it.Key, payload, now, now)
-			if rows++; rows == exportRowsPerInsert {
-				if err := flush(); err != nil {
-					return 0, err
-				}
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return 0, err
-	}
-	return total, nil
+	return s.appendExportLog(ctx, tx, exps, items)
 }
 
-// enqueueExportsPG inserts the rows with one statement over arrays
-// (unnest): PostgreSQL plans it once, where a multi-row VALUES list of
-// thousands of placeholders costs more to parse and bind than to write.
-func (s *Store) enqueueExportsPG(ctx context.Context, tx *sql.Tx, exps []exportFilterRow, items []ExportItem) (int, error) {
-	var ids []int64
-	var kinds, keys, payloads []string
+// appendExportLog writes the items some export in exps takes to the log.
+func (s *Store) appendExportLog(ctx context.Context, tx *sql.Tx, exps []exportFilterRow, items []ExportItem) (int, error) {
+	// Only records some export takes are written (filtering here costs a
+	// few comparisons; a record nobody takes would cost a row).
+	keep := make([]*ExportItem, 0, len(items))
 	for i := range items {
-		it := &items[i]
 		for _, e := range exps {
-			if e.filter.Match(it) {
-				ids = append(ids, e.id)
-				kinds = append(kinds, it.Kind)
-				keys = append(keys, it.Key)
-				payloads = append(payloads, string(it.Payload))
+			if e.filter.Match(&items[i]) {
+				keep = append(keep, &items[i])
+				break
 			}
 		}
 	}
-	if len(ids) == 0 {
+	if len(keep) == 0 {
 		return 0, nil
 	}
 	now := s.ts(s.now())
-	res, err := s.exec(ctx, tx, `INSERT INTO export_outbox (export_id, kind, record_key, payload, state, created_at, updated_at)
-		SELECT e, k, r, p, 'pending', ?, ? FROM unnest(CAST(? AS bigint[]), CAST(? AS text[]), CAST(? AS text[]), CAST(? AS text[]))
-			WITH ORDINALITY AS t(e, k, r, p, n) ORDER BY n
-		ON CONFLICT (export_id, record_key) DO NOTHING`, now, now, ids, kinds, keys, payloads)
-	if err != nil {
-		return 0, err
+	if s.d == postgresDialect {
+		// One statement over arrays (unnest): planned once, values binary
+		// encoded; WITH ORDINALITY keeps the batch's order in seq.
+		n := len(keep)
+		kinds, keys, sources, nss, payloads := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n)
+		sevs := make([]int16, 0, n)
+		for _, it := range keep {
+			kinds, keys, sources = append(kinds, it.Kind), append(keys, it.Key), append(sources, it.Source)
+			nss, payloads, sevs = append(nss, it.Namespace), append(payloads, string(it.Payload)), append(sevs, int16(it.Severity))
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO export_log (kind, record_key, source, severity, namespace, payload, created_at)
+			SELECT k, r, src, sev, ns, p, $7 FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::text[], $6::text[])
+				WITH ORDINALITY AS t(k, r, src, sev, ns, p, n) ORDER BY n`, kinds, keys, sources, sevs, nss, payloads, now)
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	args := make([]any, 0, 7*min(len(keep), exportLogRows))
+	start := 0
+	for _, size := range chunkSizes(len(keep), exportLogRows) {
+		args = args[:0]
+		for _, it := range keep[start : start+size] {
+			args = append(args, it.Kind, it.Key, it.Source, int(it.Severity), it.Namespace, string(it.Payload), now)
+		}
+		start += size
+		if _, err := s.execStmt(ctx, tx, exportLogInsertQuery(size), args...); err != nil {
+			return 0, err
+		}
+	}
+	return len(keep), nil
 }
 
 type exportFilterRow struct {
@@ -526,89 +554,238 @@ func (s *Store) exportFilters(ctx context.Context, tx *sql.Tx) ([]exportFilterRo
 	return out, rows.Err()
 }
 
-// OutboxRecord is a leased (or dead) outbox row.
+// logPos is a position in the export log: the writing transaction's id
+// (PostgreSQL; 0 on SQLite) and the record's sequence number. Records are
+// read in (xid, seq) order.
+type logPos struct{ xid, seq int64 }
+
+func (p logPos) less(q logPos) bool { return p.xid < q.xid || (p.xid == q.xid && p.seq < q.seq) }
+
+// before is the position just before p: every record before p is at or
+// before it, p itself is after it (seq is an integer).
+func (p logPos) before() logPos { return logPos{p.xid, p.seq - 1} }
+
+// OutboxRecord is a leased record of the export log (ID is its sequence
+// number) or a dead letter (ID is the dead letter's id).
 type OutboxRecord struct {
+	// ID is the log sequence number of a leased record (XID, ID is its
+	// position: XID is the writing transaction's id on PostgreSQL, 0 on
+	// SQLite), or the id of a dead letter.
+	XID      int64
 	ID       int64
 	ExportID int64
 	Kind     string
 	Key      string
 	Payload  json.RawMessage
-	// Attempts counts failed deliveries (a lease that expired is not counted:
-	// its outcome is unknown).
+	// Attempts counts failed deliveries: of a leased record, the export's
+	// consecutive failures (the head of the log is what failed); of a dead
+	// letter, those before it died. A lease that expired is not counted:
+	// its outcome is unknown.
 	Attempts  int
 	LastError string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	pos logPos
 }
 
-// OutboxLease proves the right to finish a leased batch (the export's
-// lease token and the batch's row ids).
+// OutboxLease proves the right to finish a leased batch: the export's
+// lease token, the cursor the batch starts after, and the batch.
 type OutboxLease struct {
 	ExportID int64
 	Token    string
-	IDs      []int64
+	// IDs are the leased records' sequence numbers, in delivery order.
+	IDs []int64
+
+	from, end logPos   // cursor at lease time; last log row the batch covers
+	ahead     []logPos // the export's settled_ahead at lease time
+	recs      []OutboxRecord
+	row       exportLeaseRow // the export's filter and state, for the next batch
 }
 
-// LeaseExportBatch leases the head of an export's queue — up to n of its
-// oldest pending records — for leaseFor. The lease is held on the export,
-// not on each row (rows are not rewritten, which is what makes the outbox
-// cheap): while it holds, no other worker, in this process or another
-// replica, leases the same export, so records are delivered in order. It
-// returns nothing while another worker holds the export, while the export
-// is backing off after a failure, or when it is disabled. The lease ends
+// exportLeaseRow is what a lease needs of the export row.
+type exportLeaseRow struct {
+	cursor    logPos
+	ahead     []logPos // settled records after the cursor
+	failures  int
+	lastError string
+	filter    ExportFilter
+}
+
+// parseAhead reads exports.settled_ahead ("xid.seq,xid.seq").
+func parseAhead(s string) []logPos {
+	var out []logPos
+	for _, f := range splitList(s) {
+		x, q, ok := strings.Cut(f, ".")
+		xi, err1 := strconv.ParseInt(x, 10, 64)
+		qi, err2 := strconv.ParseInt(q, 10, 64)
+		if ok && err1 == nil && err2 == nil {
+			out = append(out, logPos{xi, qi})
+		}
+	}
+	return out
+}
+
+func formatAhead(ps []logPos) string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(p.xid, 10))
+		b.WriteByte('.')
+		b.WriteString(strconv.FormatInt(p.seq, 10))
+	}
+	return b.String()
+}
+
+// maxLeaseScan bounds the log rows one lease reads past the cursor while
+// looking for records the export's filter takes.
+const maxLeaseScan = 4096
+
+// LeaseExportBatch leases the head of an export's share of the log — up
+// to n records after its cursor that its filter takes — for leaseFor. The
+// lease is a token on the export row: while it holds, no other worker, in
+// this process or another replica, leases the same export, so records are
+// delivered in order, and only the holder moves the cursor
+// (FinishExportBatch is fenced by the token). It returns nothing while
+// another worker holds the export, while the export is backing off after a
+// failure, when it is disabled, or when nothing is due. The lease ends
 // with FinishExportBatch or ReleaseExportBatch, or when it expires (its
-// worker died): then the same records are leased again.
+// worker died): then the same records are leased again, since the cursor
+// did not move.
 func (s *Store) LeaseExportBatch(ctx context.Context, exportID int64, worker string, n int, leaseFor time.Duration) ([]OutboxRecord, OutboxLease, error) {
 	if n <= 0 || leaseFor <= 0 {
 		return nil, OutboxLease{}, fmt.Errorf("lease export batch: %w", invalid("want n > 0 and a positive lease"))
 	}
+	op := fmt.Sprintf("lease export %d batch", exportID)
 	var tok [12]byte
 	if _, err := rand.Read(tok[:]); err != nil {
-		return nil, OutboxLease{}, fmt.Errorf("lease export batch: %w", err)
+		return nil, OutboxLease{}, fmt.Errorf("%s: %w", op, err)
 	}
 	lease := OutboxLease{ExportID: exportID, Token: hex.EncodeToString(tok[:]) + "-" + outboxCut(worker, 64)}
 	now := s.now()
-	var recs []OutboxRecord
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `UPDATE exports SET lease_token = ?, lease_until = ?
-			WHERE id = ? AND enabled = ? AND (retry_at IS NULL OR retry_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)`,
-			lease.Token, s.ts(now.Add(leaseFor)), exportID, true, s.ts(now), s.ts(now))
+	var row exportLeaseRow
+	var sources, namespaces, kinds, ahead string
+	err := s.queryRow(ctx, s.w, `UPDATE exports SET lease_token = ?, lease_until = ?
+		WHERE id = ? AND enabled = ? AND (retry_at IS NULL OR retry_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)
+		RETURNING cursor_xid, cursor_seq, settled_ahead, failures, last_error, min_severity, sources, namespaces, kinds`,
+		lease.Token, s.ts(now.Add(leaseFor)), exportID, true, s.ts(now), s.ts(now)).Scan(&row.cursor.xid, &row.cursor.seq,
+		&ahead, &row.failures, &row.lastError, &row.filter.MinSeverity, &sources, &namespaces, &kinds)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, OutboxLease{}, nil // held by another worker, backing off, disabled or gone
+	}
+	if err != nil {
+		return nil, OutboxLease{}, s.wrapErr(op, err)
+	}
+	row.filter.Sources, row.filter.Namespaces, row.filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
+	row.ahead = parseAhead(ahead)
+	lease.from, lease.ahead, lease.row = row.cursor, row.ahead, row
+	return s.fillLease(ctx, lease, n, op)
+}
+
+// fillLease reads the next batch of a held lease (lease.row.cursor is its
+// start). Log rows the filter skips are moved past (fenced by the token).
+// With nothing to deliver the lease is released and nothing returned.
+func (s *Store) fillLease(ctx context.Context, lease OutboxLease, n int, op string) ([]OutboxRecord, OutboxLease, error) {
+	row := &lease.row
+	scan := min(max(4*n, 256), maxLeaseScan)
+	for range 8 {
+		recs, end, scanned, err := s.readExportLog(ctx, lease.ExportID, row, n, scan, true)
 		if err != nil {
-			return err
+			_ = s.ReleaseExportBatch(context.WithoutCancel(ctx), lease)
+			return nil, OutboxLease{}, s.wrapErr(op, err)
+		}
+		if len(recs) > 0 {
+			lease.end, lease.recs = end, recs
+			for _, r := range recs {
+				lease.IDs = append(lease.IDs, r.ID)
+			}
+			return recs, lease, nil
+		}
+		if scanned == 0 {
+			break
+		}
+		// Only records the filter skips: move past them (fenced) and look
+		// further.
+		res, err := s.exec(ctx, s.w, `UPDATE exports SET cursor_xid = ?, cursor_seq = ? WHERE id = ? AND lease_token = ?`,
+			end.xid, end.seq, lease.ExportID, lease.Token)
+		if err != nil {
+			return nil, OutboxLease{}, s.wrapErr(op, err)
 		}
 		if k, _ := res.RowsAffected(); k != 1 {
-			return nil // held by another worker, backing off, disabled or gone
+			return nil, OutboxLease{}, nil // lease taken over meanwhile
 		}
-		rows, err := s.query(ctx, tx, `SELECT id, export_id, kind, record_key, payload, attempts, last_error, created_at, updated_at
-			FROM export_outbox WHERE export_id = ? AND state = 'pending' ORDER BY id LIMIT ?`, exportID, n)
-		if err != nil {
-			return err
+		row.cursor, lease.from = end, end
+		if scanned < scan {
+			break
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var r OutboxRecord
-			var payload string
-			if err := rows.Scan(&r.ID, &r.ExportID, &r.Kind, &r.Key, &payload, &r.Attempts, &r.LastError,
-				tcol(&r.CreatedAt), tcol(&r.UpdatedAt)); err != nil {
-				return err
-			}
-			r.Payload = json.RawMessage(payload)
-			recs = append(recs, r)
-			lease.IDs = append(lease.IDs, r.ID)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(recs) == 0 {
-			// Nothing to deliver: do not keep the export leased.
-			_, err = s.exec(ctx, tx, `UPDATE exports SET lease_token = '', lease_until = NULL WHERE id = ?`, exportID)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, OutboxLease{}, s.wrapErr(fmt.Sprintf("lease export %d batch", exportID), err)
 	}
-	return recs, lease, nil
+	// Nothing to deliver: do not keep the export leased.
+	if err := s.ReleaseExportBatch(ctx, lease); err != nil {
+		return nil, OutboxLease{}, err
+	}
+	return nil, OutboxLease{}, nil
+}
+
+// readExportLog reads up to scan log rows after row.cursor and returns
+// the first n its filter takes (with payload when withPayload), the
+// position of the last row they cover (the n-th record, or the last row
+// read), and how many rows it read. On PostgreSQL only rows of
+// transactions below the snapshot's xmin are read (see migration 0009):
+// no row can later appear before them.
+func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLeaseRow, n, scan int, withPayload bool) ([]OutboxRecord, logPos, int, error) {
+	payload := `''`
+	if withPayload {
+		payload = `payload`
+	}
+	var rows *sql.Rows
+	var err error
+	if s.d == postgresDialect {
+		rows, err = s.r.QueryContext(ctx, `SELECT xid, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
+			FROM export_log WHERE (xid, seq) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+			ORDER BY xid, seq LIMIT $3`, row.cursor.xid, row.cursor.seq, scan)
+	} else {
+		rows, err = s.r.QueryContext(ctx, `SELECT 0, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
+			FROM export_log WHERE seq > ? ORDER BY seq LIMIT ?`, row.cursor.seq, scan)
+	}
+	if err != nil {
+		return nil, logPos{}, 0, err
+	}
+	defer rows.Close()
+	var out []OutboxRecord
+	var end logPos
+	scanned := 0
+	var it ExportItem
+	for rows.Next() {
+		var r OutboxRecord
+		var only int64
+		var p string
+		if err := rows.Scan(&r.pos.xid, &r.pos.seq, &r.Kind, &r.Key, &it.Source, &it.Severity, &it.Namespace, &only, &p,
+			tcol(&r.CreatedAt)); err != nil {
+			return nil, logPos{}, 0, err
+		}
+		scanned++
+		end = r.pos
+		it.Kind = r.Kind
+		if slices.Contains(row.ahead, r.pos) {
+			continue // settled already (delivered behind a retried record)
+		}
+		// Records put back for one export were filtered when they were
+		// first written.
+		if only == exportID || (only == 0 && row.filter.Match(&it)) {
+			r.XID, r.ID, r.ExportID, r.Payload, r.UpdatedAt = r.pos.xid, r.pos.seq, exportID, json.RawMessage(p), r.CreatedAt
+			r.Attempts, r.LastError = row.failures, row.lastError
+			if row.failures == 0 {
+				r.LastError = ""
+			}
+			out = append(out, r)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out, end, scanned, rows.Err()
 }
 
 func outboxCut(s string, n int) string {
@@ -620,14 +797,15 @@ func outboxCut(s string, n int) string {
 
 // OutboxOutcome is what became of a leased batch.
 type OutboxOutcome struct {
-	// Done were delivered: their rows are deleted.
+	// Done were delivered.
 	Done []int64
 	// Retry failed for a reason that may pass (receiver down, 5xx,
-	// timeout, 429): they stay pending, their attempt is counted, and the
-	// export backs off.
+	// timeout, 429): they are leased again after the export's backoff,
+	// before anything behind them (order kept). Leased ids in no list are
+	// retried too.
 	Retry []int64
-	// Dead were refused for good (a 4xx for that record): they become
-	// dead letters at once.
+	// Dead were refused for good (a 4xx for that record): they are copied
+	// to the export's dead letters at once.
 	Dead []int64
 	// Err describes the failure (for Retry and Dead, and the export's
 	// last error).
@@ -662,88 +840,147 @@ func ExportBackoff(failures int) time.Duration {
 }
 
 // FinishExportBatch records the outcome of a leased batch and ends the
-// lease, in one transaction fenced by the lease's token: delivered rows
-// are deleted, retried rows stay pending (or become dead once older than
-// MaxAge), refused rows become dead, and the export's delivery state
-// (failures, backoff, counters, last error) is updated. IDs outside the
-// lease are ignored. A lease no longer held records nothing and returns
-// ErrOutboxLeaseLost.
+// lease, in one transaction fenced by the lease's token: the export's
+// cursor moves past the longest settled head of the batch (delivered or
+// dead records, and the log rows its filter skipped among them), dead
+// records in that head are copied to its dead letters, and the export's
+// delivery state (failures, backoff, counters, last error) is updated. A
+// record retried stops the cursor before it: it is delivered again after
+// the backoff, before anything behind it; records settled behind it are
+// remembered on the export (settled_ahead) and not delivered again.
+// IDs outside the lease are ignored. A lease no longer held records
+// nothing and returns ErrOutboxLeaseLost.
 func (s *Store) FinishExportBatch(ctx context.Context, l OutboxLease, o OutboxOutcome) (retryAt time.Time, err error) {
+	retryAt, _, _, err = s.finishExportBatch(ctx, l, o, 0)
+	return retryAt, err
+}
+
+// FinishAndNextExportBatch is FinishExportBatch followed, when the whole
+// batch was settled, by the next batch under the same lease, extended by
+// leaseFor in the same transaction: the export is not leased again, so a
+// worker draining a backlog writes once per batch (on SQLite, whose one
+// writer the ingest keeps busy, that halved the turns a worker waits
+// for). next is empty when the batch was not all settled (backoff), or
+// when nothing more is due (the lease is then released).
+func (s *Store) FinishAndNextExportBatch(ctx context.Context, l OutboxLease, o OutboxOutcome, n int, leaseFor time.Duration) (retryAt time.Time, next []OutboxRecord, nl OutboxLease, err error) {
+	if n <= 0 || leaseFor <= 0 {
+		return time.Time{}, nil, OutboxLease{}, fmt.Errorf("finish export batch: %w", invalid("want n > 0 and a positive lease"))
+	}
+	retryAt, kept, ahead, err := s.finishExportBatch(ctx, l, o, leaseFor)
+	if err != nil || !kept {
+		return retryAt, nil, OutboxLease{}, err
+	}
+	nl = OutboxLease{ExportID: l.ExportID, Token: l.Token, from: l.end, ahead: ahead, row: l.row}
+	nl.row.cursor, nl.row.ahead, nl.row.failures, nl.row.lastError = l.end, ahead, 0, ""
+	next, nl, err = s.fillLease(ctx, nl, n, fmt.Sprintf("lease export %d batch", l.ExportID))
+	return retryAt, next, nl, err
+}
+
+// finishExportBatch records an outcome; with keep > 0 and the whole batch
+// settled it keeps the lease for keep more (kept), else it ends it.
+func (s *Store) finishExportBatch(ctx context.Context, l OutboxLease, o OutboxOutcome, keep time.Duration) (retryAt time.Time, kept bool, ahead []logPos, err error) {
 	now := s.now()
-	in := map[int64]bool{}
-	for _, id := range l.IDs {
-		in[id] = true
+	const (
+		unsettled = iota
+		done
+		dead
+	)
+	state := make(map[int64]int, len(l.IDs))
+	for _, id := range o.Done {
+		state[id] = done
 	}
-	keep := func(ids []int64) []int64 {
-		return slices.DeleteFunc(slices.Clone(ids), func(id int64) bool { return !in[id] })
+	for _, id := range o.Dead {
+		state[id] = dead
 	}
-	done, dead, retry := keep(o.Done), keep(o.Dead), keep(o.Retry)
+	retried := 0
+	for _, id := range o.Retry {
+		if slices.Contains(l.IDs, id) {
+			retried++
+		}
+		state[id] = unsettled
+	}
+	// The cursor moves past the settled head of the batch; records
+	// settled behind a retried one are remembered (settled_ahead) so that
+	// they are not delivered again.
+	cursor, blocked := l.end, false
+	var delivered int
+	var deadRecs []*OutboxRecord
+	for i := range l.recs {
+		r := &l.recs[i]
+		st := state[r.ID]
+		if st == unsettled && o.MaxAge > 0 && !r.CreatedAt.After(now.Add(-o.MaxAge)) {
+			st = dead // too old to retry
+		}
+		switch {
+		case st == unsettled:
+			if !blocked {
+				cursor, blocked = r.pos.before(), true
+			}
+			continue
+		case st == done:
+			delivered++
+		default:
+			deadRecs = append(deadRecs, r)
+		}
+		if blocked {
+			ahead = append(ahead, r.pos)
+		}
+	}
+	for _, p := range l.ahead {
+		if cursor.less(p) && !slices.Contains(ahead, p) {
+			ahead = append(ahead, p)
+		}
+	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var token string
 		var failures int
-		err := s.queryRow(ctx, tx, `SELECT lease_token, failures FROM exports WHERE id = ?`+s.d.forUpdate, l.ExportID).Scan(&token, &failures)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && (token != l.Token || l.Token == "")) {
+		var cur logPos
+		err := s.queryRow(ctx, tx, `SELECT lease_token, failures, cursor_xid, cursor_seq FROM exports WHERE id = ?`+s.d.forUpdate,
+			l.ExportID).Scan(&token, &failures, &cur.xid, &cur.seq)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && (token != l.Token || l.Token == "" || cur != l.from)) {
 			return ErrOutboxLeaseLost
 		}
 		if err != nil {
 			return err
 		}
-		// Leased rows are pending ("state = 'pending'" lets PostgreSQL find
-		// them through the queue's partial index: the table has no other
-		// index on id, see migration 0007).
-		delivered := 0
-		for ids := range s.idChunks(done) {
-			res, err := s.exec(ctx, tx, `DELETE FROM export_outbox WHERE export_id = ? AND state = 'pending' AND `+ids.in,
-				append([]any{l.ExportID}, ids.args...)...)
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			delivered += int(n)
-		}
-		for ids := range s.idChunks(dead) {
-			if _, err := s.exec(ctx, tx, `UPDATE export_outbox SET state = 'dead', attempts = attempts + 1, last_error = ?,
-				updated_at = ? WHERE export_id = ? AND state = 'pending' AND `+ids.in,
-				append([]any{o.Err, s.ts(now), l.ExportID}, ids.args...)...); err != nil {
+		for _, r := range deadRecs {
+			if _, err := s.exec(ctx, tx, `INSERT INTO export_dead (export_id, seq, kind, record_key, payload, attempts, last_error,
+				created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, l.ExportID, r.ID, r.Kind, r.Key, string(r.Payload),
+				failures+1, o.Err, s.ts(r.CreatedAt), s.ts(now)); err != nil {
 				return err
 			}
 		}
-		for ids := range s.idChunks(retry) {
-			state, args := `'pending'`, []any{o.Err, s.ts(now), l.ExportID}
-			if o.MaxAge > 0 {
-				state = `CASE WHEN created_at <= ? THEN 'dead' ELSE 'pending' END`
-				args = append([]any{s.ts(now.Add(-o.MaxAge))}, args...)
-			}
-			if _, err := s.exec(ctx, tx, `UPDATE export_outbox SET state = `+state+`, attempts = attempts + 1, last_error = ?,
-				updated_at = ? WHERE export_id = ? AND state = 'pending' AND `+ids.in, append(args, ids.args...)...); err != nil {
-				return err
-			}
+		set := `cursor_xid = ?, cursor_seq = ?, settled_ahead = ?, delivered = delivered + ?, failed = failed + ?,
+			dead_total = dead_total + ?, lease_token = '', lease_until = NULL`
+		args := []any{cursor.xid, cursor.seq, formatAhead(ahead), delivered, retried + len(o.Dead), len(deadRecs)}
+		if keep > 0 && retried == 0 && !blocked {
+			kept = true
+			set = `cursor_xid = ?, cursor_seq = ?, settled_ahead = ?, delivered = delivered + ?, failed = failed + ?,
+				dead_total = dead_total + ?, lease_until = ?`
+			args = append(args, s.ts(now.Add(keep)))
 		}
-		if len(retry) > 0 {
+		switch {
+		case retried > 0 || blocked:
 			retryAt = now.Add(ExportBackoff(failures + 1))
-			_, err := s.exec(ctx, tx, `UPDATE exports SET failures = failures + 1, retry_at = ?, delivered = delivered + ?,
-				last_error = ?, last_error_at = ?, lease_token = '', lease_until = NULL WHERE id = ?`,
-				s.ts(retryAt), delivered, o.Err, s.ts(now), l.ExportID)
-			return err
+			set += `, failures = failures + 1, retry_at = ?, last_error = ?, last_error_at = ?`
+			args = append(args, s.ts(retryAt), o.Err, s.ts(now))
+		case len(deadRecs) > 0:
+			set += `, failures = 0, retry_at = NULL, last_success_at = ?, last_error = ?, last_error_at = ?`
+			args = append(args, s.ts(now), o.Err, s.ts(now))
+		default:
+			set += `, failures = 0, retry_at = NULL, last_success_at = ?`
+			args = append(args, s.ts(now))
 		}
-		q := `UPDATE exports SET failures = 0, retry_at = NULL, delivered = delivered + ?, last_success_at = ?,
-			lease_token = '', lease_until = NULL WHERE id = ?`
-		args := []any{delivered, s.ts(now), l.ExportID}
-		if len(dead) > 0 {
-			q = `UPDATE exports SET failures = 0, retry_at = NULL, delivered = delivered + ?, last_success_at = ?,
-				last_error = ?, last_error_at = ?, lease_token = '', lease_until = NULL WHERE id = ?`
-			args = []any{delivered, s.ts(now), o.Err, s.ts(now), l.ExportID}
-		}
-		_, err = s.exec(ctx, tx, q, args...)
+		_, err = s.exec(ctx, tx, `UPDATE exports SET `+set+` WHERE id = ?`, append(args, l.ExportID)...)
 		return err
 	})
 	if errors.Is(err, ErrOutboxLeaseLost) {
-		return time.Time{}, fmt.Errorf("finish export %d batch: %w", l.ExportID, ErrOutboxLeaseLost)
+		return time.Time{}, false, nil, fmt.Errorf("finish export %d batch: %w", l.ExportID, ErrOutboxLeaseLost)
 	}
 	if err != nil {
-		return time.Time{}, s.wrapErr(fmt.Sprintf("finish export %d batch", l.ExportID), err)
+		return time.Time{}, false, nil, s.wrapErr(fmt.Sprintf("finish export %d batch", l.ExportID), err)
 	}
-	return retryAt, nil
+	return retryAt, kept, ahead, nil
 }
 
 // ReleaseExportBatch ends a lease without recording anything (graceful
@@ -758,33 +995,6 @@ func (s *Store) ReleaseExportBatch(ctx context.Context, l OutboxLease) error {
 	return nil
 }
 
-// idSet is a condition "id is one of these" and its arguments.
-type idSet struct {
-	in   string
-	args []any
-}
-
-// idChunks splits ids into conditions: on PostgreSQL one array parameter
-// for all of them (a constant statement: deleting delivered rows through
-// IN lists of 500 placeholders cost 21 µs a row in BenchmarkOutbox, 3.6
-// µs with the array); on SQLite IN lists of at most 500.
-func (s *Store) idChunks(ids []int64) func(func(idSet) bool) {
-	return func(yield func(idSet) bool) {
-		if len(ids) == 0 {
-			return
-		}
-		if s.d == postgresDialect {
-			yield(idSet{`id = ANY(CAST(? AS bigint[]))`, []any{ids}})
-			return
-		}
-		for c := range slices.Chunk(ids, 500) {
-			if !yield(idSet{`id IN (` + placeholders(len(c)) + `)`, int64Args(c)}) {
-				return
-			}
-		}
-	}
-}
-
 func int64Args(ids []int64) []any {
 	out := make([]any, len(ids))
 	for i, id := range ids {
@@ -793,69 +1003,111 @@ func int64Args(ids []int64) []any {
 	return out
 }
 
-// OutboxStats is an export's queue, for its status and metrics.
+// OutboxStats is an export's share of the log, for its status and
+// metrics.
 type OutboxStats struct {
-	Pending int // waiting or being delivered
-	Dead    int
+	// Pending counts the records after the export's cursor its filter
+	// takes: exact up to maxStatsScan records behind, beyond that the
+	// remaining log rows are counted unfiltered.
+	Pending int
+	// Behind counts every log row after the cursor (the lag in records,
+	// whatever the filter).
+	Behind int
+	Dead   int
 	// Oldest is the creation time of the oldest pending record (zero when
 	// none): the export's lag.
 	Oldest time.Time
 }
 
-// ExportOutboxStats counts an export's outbox rows.
+// maxStatsScan bounds the rows ExportOutboxStats filters one by one.
+const maxStatsScan = 100_000
+
+// ExportOutboxStats counts an export's pending records and dead letters.
 func (s *Store) ExportOutboxStats(ctx context.Context, exportID int64) (OutboxStats, error) {
+	op := fmt.Sprintf("export %d outbox stats", exportID)
 	var st OutboxStats
-	err := s.queryRow(ctx, s.r, `SELECT COUNT(*), MIN(created_at) FROM export_outbox WHERE export_id = ? AND state = 'pending'`,
-		exportID).Scan(&st.Pending, tcol(&st.Oldest))
-	if err == nil {
-		err = s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM export_outbox WHERE export_id = ? AND state = 'dead'`, exportID).Scan(&st.Dead)
+	var row exportLeaseRow
+	var sources, namespaces, kinds, ahead string
+	err := s.queryRow(ctx, s.r, `SELECT cursor_xid, cursor_seq, settled_ahead, min_severity, sources, namespaces, kinds
+		FROM exports WHERE id = ?`, exportID).Scan(&row.cursor.xid, &row.cursor.seq, &ahead, &row.filter.MinSeverity,
+		&sources, &namespaces, &kinds)
+	if err != nil {
+		return st, s.wrapErr(op, err)
 	}
-	return st, s.wrapErr(fmt.Sprintf("export %d outbox stats", exportID), err)
+	row.filter.Sources, row.filter.Namespaces, row.filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
+	row.ahead = parseAhead(ahead)
+	recs, end, scanned, err := s.readExportLog(ctx, exportID, &row, maxStatsScan, maxStatsScan, false)
+	if err != nil {
+		return st, s.wrapErr(op, err)
+	}
+	st.Pending, st.Behind = len(recs), scanned
+	if len(recs) > 0 {
+		st.Oldest = recs[0].CreatedAt
+	}
+	if scanned == maxStatsScan {
+		var more int
+		if s.d == postgresDialect {
+			err = s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM export_log WHERE (xid, seq) > (?, ?)`, end.xid, end.seq).Scan(&more)
+		} else {
+			err = s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM export_log WHERE seq > ?`, end.seq).Scan(&more)
+		}
+		if err != nil {
+			return st, s.wrapErr(op, err)
+		}
+		st.Pending += more
+		st.Behind += more
+	}
+	err = s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM export_dead WHERE export_id = ?`, exportID).Scan(&st.Dead)
+	return st, s.wrapErr(op, err)
 }
+
+const deadCols = `id, export_id, kind, record_key, payload, attempts, last_error, created_at, updated_at`
 
 // ListDeadExports returns a page of an export's dead letters, newest
 // first.
 func (s *Store) ListDeadExports(ctx context.Context, exportID int64, p Page) ([]OutboxRecord, int, error) {
 	var w where
 	w.add(`export_id = ?`, exportID)
-	w.add(`state = 'dead'`)
 	var out []OutboxRecord
-	total, err := s.list(ctx, `id, export_id, kind, record_key, payload, attempts, last_error, created_at, updated_at`,
-		"export_outbox", &w, " ORDER BY id DESC", p, func(sc scanner) error {
-			var r OutboxRecord
-			var payload string
-			if err := sc.Scan(&r.ID, &r.ExportID, &r.Kind, &r.Key, &payload, &r.Attempts, &r.LastError,
-				tcol(&r.CreatedAt), tcol(&r.UpdatedAt)); err != nil {
-				return err
-			}
-			r.Payload = json.RawMessage(payload)
-			out = append(out, r)
-			return nil
-		})
+	total, err := s.list(ctx, deadCols, "export_dead", &w, " ORDER BY id DESC", p, func(sc scanner) error {
+		var r OutboxRecord
+		var payload string
+		if err := sc.Scan(&r.ID, &r.ExportID, &r.Kind, &r.Key, &payload, &r.Attempts, &r.LastError,
+			tcol(&r.CreatedAt), tcol(&r.UpdatedAt)); err != nil {
+			return err
+		}
+		r.Payload = json.RawMessage(payload)
+		out = append(out, r)
+		return nil
+	})
 	if err != nil {
 		return nil, 0, s.wrapErr(fmt.Sprintf("list export %d dead letters", exportID), err)
 	}
 	return out, total, nil
 }
 
-// RetryDeadExports puts an export's dead letters back in the queue (all
-// of them when ids is empty) and lifts the export's backoff. Their age is
-// reset, so MaxAge counts again from now.
+// RetryDeadExports puts an export's dead letters back (all of them when
+// ids is empty): appended to the log again, for that export only, in the
+// order they died, and lifts the export's backoff. Their age is reset, so
+// MaxAge counts again from now.
 func (s *Store) RetryDeadExports(ctx context.Context, exportID int64, ids []int64) (int, error) {
+	if len(ids) > 1000 {
+		return 0, fmt.Errorf("retry dead exports: %w", invalid("at most 1000 ids"))
+	}
 	now := s.ts(s.now())
-	q := `UPDATE export_outbox SET state = 'pending', attempts = 0, created_at = ?, updated_at = ? WHERE export_id = ? AND state = 'dead'`
-	// (The reset created_at also re-sorts nothing: delivery order is by id.)
-	args := []any{now, now, exportID}
+	cond, args := `export_id = ?`, []any{exportID}
 	if len(ids) > 0 {
-		if len(ids) > 1000 {
-			return 0, fmt.Errorf("retry dead exports: %w", invalid("at most 1000 ids"))
-		}
-		q += ` AND id IN (` + placeholders(len(ids)) + `)`
+		cond += ` AND id IN (` + placeholders(len(ids)) + `)`
 		args = append(args, int64Args(ids)...)
 	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, q, args...)
+		if _, err := s.exec(ctx, tx, `INSERT INTO export_log (kind, record_key, only_export, payload, created_at)
+			SELECT kind, record_key, export_id, payload, ? FROM export_dead WHERE `+cond+` ORDER BY id`,
+			append([]any{now}, args...)...); err != nil {
+			return err
+		}
+		res, err := s.exec(ctx, tx, `DELETE FROM export_dead WHERE `+cond, args...)
 		if err != nil {
 			return err
 		}
@@ -869,21 +1121,71 @@ func (s *Store) RetryDeadExports(ctx context.Context, exportID int64, ids []int6
 	return int(n), nil
 }
 
-// PurgeDeadExports deletes dead letters last touched before t, and rows
-// queued for an export deleted meanwhile (an ingest that read the export
-// list just before DeleteExport committed), whatever their age.
+// PurgeDeadExports deletes dead letters last touched before t, and those
+// of exports deleted meanwhile, whatever their age.
 func (s *Store) PurgeDeadExports(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.exec(ctx, s.w, `DELETE FROM export_outbox WHERE state = 'dead' AND updated_at < ?`, s.ts(before))
+	res, err := s.exec(ctx, s.w, `DELETE FROM export_dead WHERE updated_at < ? OR export_id NOT IN (SELECT id FROM exports)`,
+		s.ts(before))
 	if err != nil {
 		return 0, s.wrapErr("purge dead exports", err)
 	}
 	n, _ := res.RowsAffected()
-	res, err = s.exec(ctx, s.w, `DELETE FROM export_outbox WHERE export_id NOT IN (SELECT id FROM exports)`)
+	return n, nil
+}
+
+// PurgeExportLog deletes the log records every export is done with: those
+// at or before the cursor of every enabled export, and of every export
+// disabled less than disabledRetention ago. A disabled export thus holds
+// the log for that retention only (the log cannot grow without bound
+// because an export was switched off and forgotten); re-enabled later, it
+// resumes at its cursor with what is left, and the records purged
+// meanwhile are not delivered to it. An enabled export whose receiver is
+// down holds the log until its records reach their max age and become
+// dead letters. It returns how many records it deleted.
+func (s *Store) PurgeExportLog(ctx context.Context, disabledRetention time.Duration) (int64, error) {
+	rows, err := s.query(ctx, s.w, `SELECT enabled, disabled_at, cursor_xid, cursor_seq FROM exports`)
 	if err != nil {
-		return 0, s.wrapErr("purge orphaned exports", err)
+		return 0, s.wrapErr("purge export log", err)
 	}
-	k, _ := res.RowsAffected()
-	return n + k, nil
+	var low *logPos
+	horizon := s.now().Add(-disabledRetention)
+	for rows.Next() {
+		var enabled bool
+		var disabledAt time.Time
+		var p logPos
+		if err := rows.Scan(boolCol{&enabled}, tcol(&disabledAt), &p.xid, &p.seq); err != nil {
+			rows.Close()
+			return 0, s.wrapErr("purge export log", err)
+		}
+		if !enabled && (disabledAt.IsZero() || disabledAt.Before(horizon)) {
+			continue
+		}
+		if low == nil || p.less(*low) {
+			low = &p
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, s.wrapErr("purge export log", err)
+	}
+	var res sql.Result
+	switch {
+	case low == nil && s.d == postgresDialect:
+		// No export needs anything yet written (a new export starts after
+		// the committed records).
+		res, err = s.exec(ctx, s.w, `DELETE FROM export_log WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`)
+	case low == nil:
+		res, err = s.exec(ctx, s.w, `DELETE FROM export_log`)
+	case s.d == postgresDialect:
+		res, err = s.exec(ctx, s.w, `DELETE FROM export_log WHERE (xid, seq) <= (?, ?)`, low.xid, low.seq)
+	default:
+		res, err = s.exec(ctx, s.w, `DELETE FROM export_log WHERE seq <= ?`, low.seq)
+	}
+	if err != nil {
+		return 0, s.wrapErr("purge export log", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 // enqueueKEVFindingExports queues, in the transaction that records them,
@@ -926,6 +1228,29 @@ func (s *Store) enqueueKEVFindingExports(ctx context.Context, tx *sql.Tx, diff *
 	if len(items) == 0 {
 		return nil
 	}
-	_, err := s.enqueueExports(ctx, tx, items)
+	_, err := s.enqueueExports(ctx, tx, items, true)
 	return err
+}
+
+// BackendPIDs lists the PostgreSQL server processes connected to the
+// store's database (for benchmarks that add their CPU time to the
+// client's); nil on SQLite.
+func (s *Store) BackendPIDs(ctx context.Context) ([]int, error) {
+	if s.d != postgresDialect {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return nil, s.wrapErr("backend pids", err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, s.wrapErr("backend pids", err)
+		}
+		out = append(out, pid)
+	}
+	return out, s.wrapErr("backend pids", rows.Err())
 }

@@ -119,7 +119,7 @@ func TestExportCRUD(t *testing.T) {
 	})
 }
 
-// TestOutboxLifecycle: filters decide which exports get a row, leases
+// TestOutboxLifecycle: filters decide which exports get a record, leases
 // are fenced, failures back the export off and keep the order, old
 // records become dead letters that can be retried.
 func TestOutboxLifecycle(t *testing.T) {
@@ -145,13 +145,14 @@ func TestOutboxLifecycle(t *testing.T) {
 				testAlert(2, alerts.SeverityLow, alerts.SourceSensor, "prod-web"),
 				testAlert(3, alerts.SeverityCritical, alerts.SourceAudit, "dev"),
 				testAlert(4, alerts.SeverityCritical, alerts.SourceAudit, "prod-db"))
+			// Each record is written once to the log, whatever the number
+			// of exports that take it.
 			n, err := s.EnqueueExports(ctx, items)
-			if err != nil || n != 4+2 {
-				t.Fatalf("EnqueueExports = %d, %v; want 6 rows", n, err)
+			if err != nil || n != 4 {
+				t.Fatalf("EnqueueExports = %d, %v; want 4 records", n, err)
 			}
-			// Replaying the same records queues nothing twice.
-			if n, err := s.EnqueueExports(ctx, items); err != nil || n != 0 {
-				t.Fatalf("replayed EnqueueExports = %d, %v; want 0", n, err)
+			if st, err := s.ExportOutboxStats(ctx, all.ID); err != nil || st.Pending != 4 {
+				t.Fatalf("all: pending %+v, %v; want 4", st, err)
 			}
 			recs, l, err := s.LeaseExportBatch(ctx, high.ID, "w1", 10, time.Minute)
 			if err != nil {
@@ -355,6 +356,64 @@ func TestKEVFindingExports(t *testing.T) {
 		}
 		if st, _ := s.ExportOutboxStats(ctx, lake.ID); st.Pending != kev {
 			t.Fatalf("a rescan queued more: %d", st.Pending)
+		}
+	})
+}
+
+// TestFinishAndNextExportBatch: a settled batch hands the worker the next
+// one under the same lease (no one else leases the export meanwhile);
+// the last batch releases it; a failed batch keeps nothing.
+func TestFinishAndNextExportBatch(t *testing.T) {
+	forEach(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		e, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.EnqueueExports(ctx, alertItems(t, testAlert(1, 3, "sensor", "a"), testAlert(2, 3, "sensor", "a"),
+			testAlert(3, 3, "sensor", "a"), testAlert(4, 3, "sensor", "a"), testAlert(5, 3, "sensor", "a"))); err != nil {
+			t.Fatal(err)
+		}
+		recs, l, err := s.LeaseExportBatch(ctx, e.ID, "w1", 2, time.Minute)
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("lease: %d %v", len(recs), err)
+		}
+		_, next, nl, err := s.FinishAndNextExportBatch(ctx, l, OutboxOutcome{Done: l.IDs}, 2, time.Minute)
+		if err != nil || len(next) != 2 || next[0].Key != "a-0003" || nl.Token != l.Token {
+			t.Fatalf("next: %+v %+v %v", next, nl, err)
+		}
+		if other, _, err := s.LeaseExportBatch(ctx, e.ID, "w2", 10, time.Minute); err != nil || len(other) != 0 {
+			t.Fatalf("another worker leased a kept export: %d %v", len(other), err)
+		}
+		// A failure: the cursor stays, nothing is handed on, backoff.
+		retryAt, next2, _, err := s.FinishAndNextExportBatch(ctx, nl, OutboxOutcome{Retry: nl.IDs, Err: "503"}, 2, time.Minute)
+		if err != nil || len(next2) != 0 || retryAt.IsZero() {
+			t.Fatalf("after a failure: %d records, retry %v, %v", len(next2), retryAt, err)
+		}
+		if _, err := s.RetryDeadExports(ctx, e.ID, nil); err != nil { // lifts the backoff
+			t.Fatal(err)
+		}
+		recs, l, err = s.LeaseExportBatch(ctx, e.ID, "w1", 10, time.Minute)
+		if err != nil || len(recs) != 3 || recs[0].Key != "a-0003" {
+			t.Fatalf("lease after the failure: %+v %v", recs, err)
+		}
+		_, next, _, err = s.FinishAndNextExportBatch(ctx, l, OutboxOutcome{Done: l.IDs}, 2, time.Minute)
+		if err != nil || len(next) != 0 {
+			t.Fatalf("past the end: %d %v", len(next), err)
+		}
+		// Nothing due: the lease was released, the next enqueue is leased
+		// at once by anyone.
+		if _, err := s.EnqueueExports(ctx, alertItems(t, testAlert(6, 3, "sensor", "a"))); err != nil {
+			t.Fatal(err)
+		}
+		if recs, _, err := s.LeaseExportBatch(ctx, e.ID, "w2", 10, time.Minute); err != nil || len(recs) != 1 || recs[0].Key != "a-0006" {
+			t.Fatalf("lease by another worker: %+v %v", recs, err)
+		}
+		if st, _ := s.ExportOutboxStats(ctx, e.ID); st.Pending != 1 {
+			t.Fatalf("pending %+v", st)
+		}
+		if got, _ := s.GetExport(ctx, e.ID); got.Delivered != 5 {
+			t.Fatalf("delivered %d, want 5", got.Delivered)
 		}
 	})
 }

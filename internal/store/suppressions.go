@@ -16,9 +16,13 @@ import (
 // anything, so {Rule: "Terminal shell*", Namespace: "ci-*"} silences that
 // rule in every CI namespace. Suppressions apply at ingest: a matching
 // occurrence is counted (Hits) and kept, hidden, instead of showing up as
-// a new alert; alerts stored before the suppression are left alone (list
-// them with AlertFilter.SuppressionID, or MatchingAlerts to see which open
-// alerts it would have caught).
+// a new alert. Open alerts stored before the suppression are suppressed
+// too when it is created with apply-to-existing (or applied later with
+// ApplySuppression): they get its id, who and when, and leave the default
+// list (Applied counts them). Expiring or deleting a suppression never
+// reopens anything by itself: the alerts it holds stay suppressed until
+// someone releases them (ReleaseSuppression), so an expiry cannot flood
+// the list unannounced.
 type Suppression struct {
 	ID        int64
 	Rule      string
@@ -34,6 +38,9 @@ type Suppression struct {
 	ExpiresAt time.Time
 	Hits      int64
 	LastHit   time.Time
+	// Applied counts the alerts stored before the suppression that it
+	// was applied to.
+	Applied int64
 }
 
 // Expired reports whether the suppression no longer applies at now.
@@ -136,12 +143,12 @@ func matchSuppression(sups []Suppression, a *alerts.Alert) *Suppression {
 	return nil
 }
 
-const suppressionCols = `id, rule, cluster, namespace, workload, image, reason, created_by, created_at, expires_at, hits, last_hit`
+const suppressionCols = `id, rule, cluster, namespace, workload, image, reason, created_by, created_at, expires_at, hits, last_hit, applied`
 
 func scanSuppression(sc scanner) (*Suppression, error) {
 	var sp Suppression
 	if err := sc.Scan(&sp.ID, &sp.Rule, &sp.Cluster, &sp.Namespace, &sp.Workload, &sp.Image, &sp.Reason, &sp.CreatedBy,
-		tcol(&sp.CreatedAt), tcol(&sp.ExpiresAt), &sp.Hits, tcol(&sp.LastHit)); err != nil {
+		tcol(&sp.CreatedAt), tcol(&sp.ExpiresAt), &sp.Hits, tcol(&sp.LastHit), &sp.Applied); err != nil {
 		return nil, err
 	}
 	return &sp, nil
@@ -150,6 +157,13 @@ func scanSuppression(sc scanner) (*Suppression, error) {
 // CreateSuppression stores a suppression; it applies to alerts ingested
 // from now on. An expiry in the past is refused.
 func (s *Store) CreateSuppression(ctx context.Context, sp Suppression) (*Suppression, error) {
+	return s.CreateSuppressionApplied(ctx, sp, false)
+}
+
+// CreateSuppressionApplied stores a suppression and, when applyToExisting,
+// suppresses the open alerts it matches in the same transaction (recorded
+// as applied by sp.CreatedBy; the returned Applied counts them).
+func (s *Store) CreateSuppressionApplied(ctx context.Context, sp Suppression, applyToExisting bool) (*Suppression, error) {
 	if err := sp.validate(); err != nil {
 		return nil, fmt.Errorf("create suppression: %w", err)
 	}
@@ -158,13 +172,110 @@ func (s *Store) CreateSuppression(ctx context.Context, sp Suppression) (*Suppres
 		return nil, fmt.Errorf("create suppression: %w", invalid("expiry %s is in the past", sp.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	var id int64
-	err := s.queryRow(ctx, s.w, `INSERT INTO suppressions (rule, cluster, namespace, workload, image, reason, created_by,
-		created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		sp.Rule, sp.Cluster, sp.Namespace, sp.Workload, sp.Image, sp.Reason, sp.CreatedBy, s.ts(now), s.ts(sp.ExpiresAt)).Scan(&id)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.queryRow(ctx, tx, `INSERT INTO suppressions (rule, cluster, namespace, workload, image, reason, created_by,
+			created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			sp.Rule, sp.Cluster, sp.Namespace, sp.Workload, sp.Image, sp.Reason, sp.CreatedBy, s.ts(now), s.ts(sp.ExpiresAt)).Scan(&id)
+		if err != nil || !applyToExisting {
+			return err
+		}
+		sp.ID = id
+		_, err = s.applySuppression(ctx, tx, &sp, sp.CreatedBy, now)
+		return err
+	})
 	if err != nil {
 		return nil, s.wrapErr("create suppression", err)
 	}
 	return s.GetSuppression(ctx, id)
+}
+
+// ApplySuppression suppresses the open, unsuppressed alerts an active
+// suppression matches (alerts stored before it), recording by and now on
+// each, and returns how many. An alert whose group already has an open
+// alert held by this suppression is left visible (one open alert per
+// fingerprint and suppression) and not counted.
+func (s *Store) ApplySuppression(ctx context.Context, id int64, by string) (int, error) {
+	op := fmt.Sprintf("apply suppression %d", id)
+	if by == "" {
+		return 0, fmt.Errorf("%s: %w", op, invalid("who applied the suppression is required"))
+	}
+	var n int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		sp, err := scanSuppression(s.queryRow(ctx, tx, `SELECT `+suppressionCols+` FROM suppressions WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if sp.Expired(now) {
+			return invalid("the suppression expired at %s", sp.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		n, err = s.applySuppression(ctx, tx, sp, by, now)
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapErr(op, err)
+	}
+	return n, nil
+}
+
+func (s *Store) applySuppression(ctx context.Context, tx *sql.Tx, sp *Suppression, by string, now time.Time) (int, error) {
+	w := suppressionWhere(sp)
+	w.add(`suppression_id = 0`)
+	w.add(`status IN ('new', 'acknowledged')`)
+	w.add(`NOT EXISTS (SELECT 1 FROM alerts o WHERE o.fingerprint = alerts.fingerprint AND o.suppression_id = ?
+		AND o.status IN ('new', 'acknowledged'))`, sp.ID)
+	args := append([]any{sp.ID, by, s.ts(now)}, w.args...)
+	res, err := s.exec(ctx, tx, `UPDATE alerts SET suppression_id = ?, suppressed_by = ?, suppressed_at = ?`+w.sql(), args...)
+	if err != nil {
+		return 0, fmt.Errorf("suppress matching alerts: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		if _, err := s.exec(ctx, tx, `UPDATE suppressions SET applied = applied + ? WHERE id = ?`, n, sp.ID); err != nil {
+			return 0, fmt.Errorf("count applied: %w", err)
+		}
+	}
+	return int(n), nil
+}
+
+// SuppressedOpenCount counts the open alerts a suppression holds hidden —
+// what still needs a decision after it expires or is deleted.
+func (s *Store) SuppressedOpenCount(ctx context.Context, id int64) (int, error) {
+	var n int
+	err := s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM alerts WHERE suppression_id = ? AND status IN ('new', 'acknowledged')`, id).Scan(&n)
+	if err != nil {
+		return 0, s.wrapErr(fmt.Sprintf("count alerts of suppression %d", id), err)
+	}
+	return n, nil
+}
+
+// ReleaseSuppression makes the open alerts a suppression holds visible
+// again (suppression id cleared) — the explicit decision an expiry or
+// deletion never takes by itself (the caller audits who released). An
+// alert whose
+// fingerprint meanwhile has a visible open alert stays suppressed (kept):
+// the visible one already carries the newer occurrences. The suppression
+// itself may be active, expired or deleted.
+func (s *Store) ReleaseSuppression(ctx context.Context, id int64, by string) (released, kept int, err error) {
+	op := fmt.Sprintf("release alerts of suppression %d", id)
+	if by == "" || id <= 0 {
+		return 0, 0, fmt.Errorf("%s: %w", op, invalid("a suppression id and who releases are required"))
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE alerts SET suppression_id = 0, suppressed_by = '', suppressed_at = NULL
+			WHERE suppression_id = ? AND status IN ('new', 'acknowledged') AND NOT EXISTS (SELECT 1 FROM alerts o
+			WHERE o.fingerprint = alerts.fingerprint AND o.suppression_id = 0 AND o.status IN ('new', 'acknowledged'))`, id)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		released = int(n)
+		return s.queryRow(ctx, tx, `SELECT COUNT(*) FROM alerts WHERE suppression_id = ? AND status IN ('new', 'acknowledged')`, id).Scan(&kept)
+	})
+	if err != nil {
+		return 0, 0, s.wrapErr(op, err)
+	}
+	return released, kept, nil
 }
 
 // GetSuppression returns one suppression.
@@ -231,7 +342,7 @@ func (s *Store) MatchingAlerts(ctx context.Context, sp Suppression, status Alert
 	if err != nil {
 		return nil, 0, fmt.Errorf("matching alerts: %w", err)
 	}
-	var w where
+	w := suppressionWhere(&sp)
 	w.add(`suppression_id = 0`)
 	if status != "" {
 		if !status.Valid() {
@@ -239,18 +350,8 @@ func (s *Store) MatchingAlerts(ctx context.Context, sp Suppression, status Alert
 		}
 		w.add(`status = ?`, string(status))
 	}
-	lower := `LOWER(%s) LIKE ? ESCAPE '\'`
-	for _, f := range []struct{ col, glob string }{{"rule", sp.Rule}, {"cluster", sp.Cluster}, {"namespace", sp.Namespace},
-		{"workload", sp.Workload}} {
-		if f.glob != "" && f.glob != "*" {
-			w.add(fmt.Sprintf(lower, f.col), globToLike(f.glob))
-		}
-	}
-	if sp.Image != "" && sp.Image != "*" {
-		w.add(`(`+fmt.Sprintf(lower, "image")+` OR `+fmt.Sprintf(lower, "image_digest")+`)`, globToLike(sp.Image), globToLike(sp.Image))
-	}
 	var out []Alert
-	total, err := s.list(ctx, alertCols, "alerts", &w, order, p, func(sc scanner) error {
+	total, err := s.list(ctx, alertCols, "alerts", w, order, p, func(sc scanner) error {
 		a, err := scanAlert(sc)
 		if err == nil {
 			out = append(out, *a)
@@ -261,6 +362,23 @@ func (s *Store) MatchingAlerts(ctx context.Context, sp Suppression, status Alert
 		return nil, 0, s.wrapErr("matching alerts", err)
 	}
 	return out, total, nil
+}
+
+// suppressionWhere is a suppression's scope as SQL conditions: the globs
+// become lower-case LIKE patterns, case-insensitive as at ingest.
+func suppressionWhere(sp *Suppression) *where {
+	var w where
+	lower := `LOWER(%s) LIKE ? ESCAPE '\'`
+	for _, f := range []struct{ col, glob string }{{"rule", sp.Rule}, {"cluster", sp.Cluster}, {"namespace", sp.Namespace},
+		{"workload", sp.Workload}} {
+		if f.glob != "" && f.glob != "*" {
+			w.add(fmt.Sprintf(lower, f.col), globToLike(f.glob))
+		}
+	}
+	if sp.Image != "" && sp.Image != "*" {
+		w.add(`(`+fmt.Sprintf(lower, "image")+` OR `+fmt.Sprintf(lower, "image_digest")+`)`, globToLike(sp.Image), globToLike(sp.Image))
+	}
+	return &w
 }
 
 // globToLike turns a suppression glob into a lower-case LIKE pattern
