@@ -87,6 +87,9 @@ type Server struct {
 	handler http.Handler
 	ln      net.Listener
 	bufs    sync.Pool
+	// reviews recycles the decoded request structs and their raw object
+	// buffers (see reviewScratch).
+	reviews sync.Pool
 }
 
 // New builds the server and opens its listener.
@@ -116,6 +119,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, reg: reg, m: m}
 	s.bufs.New = func() any { return new([]byte) }
+	s.reviews.New = func() any { return new(reviewScratch) }
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathValidate, s.validate)
 	mux.HandleFunc(PathHealth, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -207,7 +211,9 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, "body", err)
 		return
 	}
-	_, req, err := DecodeReview(body)
+	sc := s.reviews.Get().(*reviewScratch)
+	defer s.reviews.Put(sc) // after the record: req refers to sc until then
+	_, req, err := decodeReview(body, sc)
 	if err != nil {
 		s.badRequest(w, "decode", err)
 		return

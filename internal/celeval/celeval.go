@@ -90,7 +90,13 @@ type Program struct {
 	expr string
 	prg  cel.Program
 	want *cel.Type
+	// uses are the variables the checked expression refers to.
+	uses map[string]bool
 }
+
+// Uses says whether the expression refers to variable name (VarRequest,
+// ...): callers skip building variables no expression reads.
+func (p *Program) Uses(name string) bool { return p.uses[name] }
 
 // String returns the source expression.
 func (p *Program) String() string { return p.expr }
@@ -123,7 +129,13 @@ func (e *Env) compile(expr string, want *cel.Type) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCompile, err)
 	}
-	return &Program{expr: expr, prg: prg, want: want}, nil
+	uses := map[string]bool{}
+	for _, r := range ast.NativeRep().ReferenceMap() {
+		if r != nil && len(r.OverloadIDs) == 0 && r.Value == nil {
+			uses[r.Name] = true
+		}
+	}
+	return &Program{expr: expr, prg: prg, want: want, uses: uses}, nil
 }
 
 // issues formats compile issues as "line:col: message" joined by "; ",

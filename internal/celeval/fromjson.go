@@ -35,8 +35,27 @@ func parseJSON(raw []byte) (any, error) {
 }
 
 type jsonParser struct {
-	s []byte
-	i int
+	s     []byte
+	i     int
+	arena *jsonArena // nil: every map is new
+	// stack holds the elements of the arrays being read (see array).
+	stack []any
+}
+
+// newMap is an empty object map, recycled from the arena when it has one.
+func (p *jsonParser) newMap() map[string]any {
+	a := p.arena
+	if a == nil {
+		return map[string]any{}
+	}
+	var m map[string]any
+	if n := len(a.free); n > 0 {
+		m, a.free = a.free[n-1], a.free[:n-1]
+	} else {
+		m = map[string]any{}
+	}
+	a.used = append(a.used, m)
+	return m
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -70,7 +89,7 @@ func (p *jsonParser) value(depth int) (any, error) {
 		}
 		return p.array(depth + 1)
 	case c == '"':
-		return p.str()
+		return p.strValue()
 	case c == '-' || c >= '0' && c <= '9':
 		return p.number()
 	case c == 't':
@@ -94,7 +113,7 @@ func (p *jsonParser) literal(word string, v any) (any, error) {
 
 func (p *jsonParser) object(depth int) (any, error) {
 	p.i++ // {
-	m := map[string]any{}
+	m := p.newMap()
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
@@ -138,18 +157,21 @@ func (p *jsonParser) object(depth int) (any, error) {
 
 func (p *jsonParser) array(depth int) (any, error) {
 	p.i++ // [
-	a := make([]any, 0)
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ']' {
 		p.i++
-		return a, nil
+		return make([]any, 0), nil
 	}
+	// Elements are gathered on a stack shared by the nested arrays, then
+	// copied into a slice of the exact length: no growing by doubling.
+	base := len(p.stack)
+	defer func() { clear(p.stack[base:]); p.stack = p.stack[:base] }()
 	for {
 		v, err := p.value(depth)
 		if err != nil {
 			return nil, err
 		}
-		a = append(a, v)
+		p.stack = append(p.stack, v)
 		p.space()
 		if p.i >= len(p.s) {
 			return nil, p.errorf("unexpected end of JSON input")
@@ -160,11 +182,74 @@ func (p *jsonParser) array(depth int) (any, error) {
 			p.space()
 		case ']':
 			p.i++
+			a := p.newArray(len(p.stack) - base)
+			copy(a, p.stack[base:])
 			return a, nil
 		default:
 			return nil, p.errorf("after array element: want ',' or ']'")
 		}
 	}
+}
+
+// newArray is a slice of n elements, carved from the arena's slab when
+// it has room (recycled with the maps).
+func (p *jsonParser) newArray(n int) []any {
+	a := p.arena
+	if a == nil {
+		return make([]any, n)
+	}
+	a.need += n
+	l := len(a.slab)
+	if l+n > cap(a.slab) {
+		return make([]any, n) // the slab grows on release, for the next one
+	}
+	a.slab = a.slab[:l+n]
+	return a.slab[l : l+n : l+n]
+}
+
+// Interned string values: a document's repeated values (image names,
+// "RuntimeDefault", "ALL") and those of the documents before it in the
+// arena cost no allocation, boxing included. Bounded per arena.
+const (
+	maxInternLen = 128
+	maxInterned  = 1024
+)
+
+// strValue is str as a JSON value, interned when an arena is in use.
+func (p *jsonParser) strValue() (any, error) {
+	a := p.arena
+	if a == nil {
+		return p.str()
+	}
+	// A plain string (printable ASCII, no escapes) is its own decoding:
+	// look it up by its bytes, without converting them.
+	end := p.i + 1
+	for end < len(p.s) && end-p.i <= maxInternLen+1 {
+		c := p.s[end]
+		if c == '"' {
+			if v, ok := a.strs[string(p.s[p.i+1:end])]; ok {
+				p.i = end + 1
+				return v, nil
+			}
+			break
+		}
+		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			break
+		}
+		end++
+	}
+	s, err := p.str()
+	if err != nil {
+		return nil, err
+	}
+	var v any = s
+	if len(s) <= maxInternLen && len(a.strs) < maxInterned {
+		if a.strs == nil {
+			a.strs = map[string]any{}
+		}
+		a.strs[s] = v
+	}
+	return v, nil
 }
 
 // number validates the JSON number grammar, then converts as

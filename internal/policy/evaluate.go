@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,35 +26,121 @@ type Set struct {
 	version  string
 	posture  []*posture.Evaluator
 	controls map[string]*posture.Control
+	// json recycles the maps of the custom rules' object variables
+	// between evaluations (see celeval.JSONPool).
+	json celeval.JSONPool
+	// celUses are the variables some custom rule reads: the others are
+	// not built per request (the request map alone was ~1.4 KB).
+	celUses map[string]bool
+	// celGroups counts the distinct (expression, params) pairs of the
+	// custom rules: a rule copied into several policies (the team label
+	// rule of every team's policy) is evaluated once per request.
+	celGroups int
 }
 
 func newSet(ps []*Policy, version string) (*Set, error) {
 	s := &Set{policies: ps, version: version, controls: map[string]*posture.Control{}}
 	idx := map[postureKey]int{}
+	var keys []postureKey
+	var users [][]*Policy // per evaluator, the policies it serves
 	for _, p := range ps {
 		if p.postureKey == nil {
 			continue
 		}
 		i, ok := idx[*p.postureKey]
 		if !ok {
-			ev, err := posture.New(p.postureKey.config())
-			if err != nil {
-				return nil, fmt.Errorf("policy %s: %w", p.Name, err)
-			}
-			i = len(s.posture)
+			i = len(keys)
 			idx[*p.postureKey] = i
-			s.posture = append(s.posture, ev)
-			cs := ev.Controls()
-			for ci := range cs {
-				if _, ok := s.controls[cs[ci].ID]; !ok {
-					s.controls[cs[ci].ID] = &cs[ci]
-				}
-			}
+			keys = append(keys, *p.postureKey)
+			users = append(users, nil)
 		}
+		users[i] = append(users[i], p)
 		p.posture = i
 		p.want = [2]map[string]string{p.postureWant(false), p.postureWant(true)}
 	}
+	for i, k := range keys {
+		cfg := k.config()
+		full, err := posture.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", users[i][0].Name, err)
+		}
+		cs := full.Controls()
+		for ci := range cs {
+			if _, ok := s.controls[cs[ci].ID]; !ok {
+				s.controls[cs[ci].ID] = &cs[ci]
+			}
+		}
+		// Only the controls some policy judges run per request: the
+		// ones they name, and every upstream check when one asks for a
+		// Pod Security Standards level (the level needs them all).
+		need := map[string]bool{}
+		for _, p := range users[i] {
+			for id := range p.want[0] {
+				need[id] = true
+			}
+			if p.config != nil && p.config.podSecurity != "" {
+				for ci := range cs {
+					if cs[ci].Upstream != "" {
+						need[cs[ci].ID] = true
+					}
+				}
+			}
+		}
+		for ci := range cs {
+			if need[cs[ci].ID] {
+				cfg.Only = append(cfg.Only, cs[ci].ID)
+			}
+		}
+		ev := full
+		if len(cfg.Only) > 0 {
+			if ev, err = posture.New(cfg); err != nil {
+				return nil, fmt.Errorf("policy %s: %w", users[i][0].Name, err)
+			}
+		}
+		s.posture = append(s.posture, ev)
+	}
+	s.groupRules()
 	return s, nil
+}
+
+// groupRules numbers the custom rules by (expression, params), rules of
+// equal expression and deeply equal params sharing a number, and notes
+// the variables the rules read.
+func (s *Set) groupRules() {
+	s.celUses = map[string]bool{}
+	type group struct {
+		id     int
+		params any
+	}
+	byExpr := map[string][]group{}
+	for _, p := range s.policies {
+		for i := range p.cel {
+			r := &p.cel[i]
+			for _, prg := range []*celeval.Program{r.expr, r.msgExpr} {
+				if prg == nil {
+					continue
+				}
+				for _, v := range []string{celeval.VarObject, celeval.VarOldObject, celeval.VarRequest, celeval.VarNamespaceObject} {
+					if prg.Uses(v) {
+						s.celUses[v] = true
+					}
+				}
+			}
+			src := r.expr.String()
+			r.group = -1
+			for _, g := range byExpr[src] {
+				if reflect.DeepEqual(g.params, r.params) {
+					r.group = g.id
+					break
+				}
+			}
+			if r.group < 0 {
+				r.group = s.celGroups
+				s.celGroups++
+				byExpr[src] = append(byExpr[src], group{id: r.group, params: r.params})
+			}
+		}
+	}
 }
 
 // postureWant maps the posture controls p judges to their rule family.
@@ -209,6 +296,10 @@ type evaluation struct {
 	images  map[string]imageAnswer
 	celVars *celeval.Vars
 	celErr  error
+	cel     []celResult // by rule group
+	// release returns the CEL variables' maps to the set's pool once the
+	// evaluation is over (nothing in a Decision refers to them).
+	release []func()
 }
 
 type imageAnswer struct {
@@ -222,6 +313,11 @@ type imageAnswer struct {
 func (s *Set) Evaluate(ctx context.Context, req *Request) Decision {
 	d := Decision{Allowed: true, Verdict: VerdictAllow, PolicyVersion: s.version}
 	ev := &evaluation{set: s, req: req, posture: make([]*posture.Report, len(s.posture)), images: map[string]imageAnswer{}}
+	defer func() {
+		for _, f := range ev.release {
+			f()
+		}
+	}()
 	if req.Object != nil {
 		_, spec := podSpec(req.Object)
 		ev.spec, ev.conts = spec, containers(spec)
@@ -238,6 +334,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) Decision {
 	for _, p := range s.policies {
 		if !p.inScope(req, ev.labels) {
 			continue
+		}
+		if d.Policies == nil { // sized once: growing by doubling cost ~1 KB
+			d.Policies = make([]string, 0, min(len(s.policies), 32))
 		}
 		d.Policies = append(d.Policies, p.Name)
 		for _, v := range p.evaluate(ctx, ev, &d) {
@@ -660,48 +759,23 @@ func (ev *evaluation) failures(i int, rep *posture.Report) []failure {
 		if ctl == nil {
 			continue
 		}
-		for _, part := range strings.Split(res.Message, "; ") {
-			v := Violation{Finding: res.Control, Severity: res.Severity, Message: ctl.Title + ": " + part, Fix: ctl.Remediation}
+		details := rep.Details(ri)
+		if len(details) == 0 { // a result without details: one problem
+			details = []posture.Detail{{Message: res.Message, Problem: res.Message}}
+		}
+		for _, d := range details {
+			// Attribution comes from posture's structured details, not
+			// from its message text.
+			v := Violation{Finding: res.Control, Severity: res.Severity, Message: ctl.Title + ": " + d.Problem, Fix: ctl.Remediation,
+				Container: d.Container, Image: d.Image}
 			if ctl.Upstream != "" {
-				v.Message = "Pod Security Standards " + ctl.PSS + ": " + part
-			}
-			if c, _ := quotedAfter(part, `container "`, `containers "`); c != "" {
-				v.Container = c
-				if ctl.Upstream == "" {
-					// "container "app" sets ..." → "sets ...": the line
-					// names the container already.
-					for _, pre := range []string{`container "`, `init container "`, `ephemeral container "`} {
-						if strings.HasPrefix(part, pre) {
-							if _, rest, ok := strings.Cut(part[len(pre):], `" `); ok {
-								v.Message = ctl.Title + ": " + rest
-							}
-							break
-						}
-					}
-				}
-			}
-			if im, _ := quotedAfter(part, `image "`); im != "" {
-				v.Image = im
+				v.Message = "Pod Security Standards " + ctl.PSS + ": " + d.Message
 			}
 			out = append(out, failure{ctl: ctl, v: v})
 		}
 	}
 	ev.parsed[i] = out
 	return out
-}
-
-// quotedAfter returns the quoted text after the first of the prefixes
-// found in s (posture's messages quote container names and images).
-func quotedAfter(s string, prefixes ...string) (string, bool) {
-	for _, p := range prefixes {
-		if i := strings.Index(s, p); i >= 0 {
-			rest := s[i+len(p):]
-			if j := strings.IndexByte(rest, '"'); j > 0 {
-				return rest[:j], true
-			}
-		}
-	}
-	return "", false
 }
 
 func (p *Policy) evalMutableTags(ev *evaluation) []Violation {
@@ -731,27 +805,38 @@ func (ev *evaluation) vars() (*celeval.Vars, error) {
 	req := ev.req
 	v := &celeval.Vars{}
 	var err error
+	uses := ev.set.celUses
+	if uses == nil { // a Set not built by newSet: build them all
+		uses = map[string]bool{celeval.VarObject: true, celeval.VarOldObject: true, celeval.VarRequest: true, celeval.VarNamespaceObject: true}
+	}
 	switch {
+	case !uses[celeval.VarObject]:
 	case len(req.ObjectJSON) > 0:
-		v.Object, err = celeval.FromJSON(req.ObjectJSON)
+		var release func()
+		v.Object, release, err = ev.set.json.FromJSON(req.ObjectJSON)
+		ev.release = append(ev.release, release)
 	case req.Object != nil:
 		v.Object, err = celeval.ToValue(req.Object)
 	}
-	if err == nil && len(req.OldObjectJSON) > 0 {
-		v.OldObject, err = celeval.FromJSON(req.OldObjectJSON)
+	if err == nil && len(req.OldObjectJSON) > 0 && uses[celeval.VarOldObject] {
+		var release func()
+		v.OldObject, release, err = ev.set.json.FromJSON(req.OldObjectJSON)
+		ev.release = append(ev.release, release)
 	}
-	if err == nil && req.NamespaceObject != nil {
+	if err == nil && req.NamespaceObject != nil && uses[celeval.VarNamespaceObject] {
 		v.NamespaceObject, err = celeval.ToValue(req.NamespaceObject)
 	}
-	groups := make([]any, len(req.User.Groups))
-	for i, g := range req.User.Groups {
-		groups[i] = g
-	}
-	v.Request = map[string]any{
-		"uid": req.UID, "operation": req.Operation, "namespace": req.Namespace, "name": req.Name,
-		"kind":        map[string]any{"kind": req.Kind},
-		"subResource": req.SubResource, "dryRun": req.DryRun,
-		"userInfo": map[string]any{"username": req.User.Username, "uid": req.User.UID, "groups": groups},
+	if uses[celeval.VarRequest] {
+		groups := make([]any, len(req.User.Groups))
+		for i, g := range req.User.Groups {
+			groups[i] = g
+		}
+		v.Request = map[string]any{
+			"uid": req.UID, "operation": req.Operation, "namespace": req.Namespace, "name": req.Name,
+			"kind":        map[string]any{"kind": req.Kind},
+			"subResource": req.SubResource, "dryRun": req.DryRun,
+			"userInfo": map[string]any{"username": req.User.Username, "uid": req.User.UID, "groups": groups},
+		}
 	}
 	ev.celVars, ev.celErr = v, err
 	return v, err
@@ -759,10 +844,12 @@ func (ev *evaluation) vars() (*celeval.Vars, error) {
 
 func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 	v := Violation{Rule: RuleCELPrefix + r.name, Finding: r.name, Severity: r.severity, Fix: r.fix}
-	vars, err := ev.vars()
+	shared, err := ev.vars()
+	vars := *shared // the request's variables with this policy's params
+	vars.Params = r.params
 	if err == nil {
 		var ok bool
-		ok, err = r.expr.Eval(ctx, *vars)
+		ok, err = ev.evalRule(ctx, r, vars)
 		if err == nil && ok {
 			return v, false
 		}
@@ -773,9 +860,33 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 	}
 	v.Message = r.message
 	if r.msgExpr != nil {
-		if m, err := r.msgExpr.EvalString(ctx, *vars); err == nil && m != "" {
+		if m, err := r.msgExpr.EvalString(ctx, vars); err == nil && m != "" {
 			v.Message = m
 		}
 	}
 	return v, true
+}
+
+// celResult is the outcome of one rule group's expression in a request.
+type celResult struct {
+	done, ok bool
+	err      error
+}
+
+// evalRule evaluates r's expression once per request per rule group:
+// the same expression with equal params on the same request yields the
+// same result.
+func (ev *evaluation) evalRule(ctx context.Context, r *celRule, vars celeval.Vars) (bool, error) {
+	if r.group < 0 || r.group >= ev.set.celGroups {
+		return r.expr.Eval(ctx, vars)
+	}
+	if ev.cel == nil {
+		ev.cel = make([]celResult, ev.set.celGroups)
+	}
+	res := &ev.cel[r.group]
+	if !res.done {
+		res.ok, res.err = r.expr.Eval(ctx, vars)
+		res.done = true
+	}
+	return res.ok, res.err
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,6 +79,11 @@ type specYAML struct {
 	Provenance      *provYAML       `yaml:"provenance"`
 	Rules           []celRuleYAML   `yaml:"rules"`
 	Connect         *connectYAML    `yaml:"connect"`
+	// Params is any YAML mapping, seen by the custom rules as `params`
+	// (ValidatingAdmissionPolicy's paramKind, inline): a node, so that the
+	// strict decode checks every other field and leaves this one free.
+	// (A yaml.Node value: a *yaml.Node would be decoded into as a struct.)
+	Params yaml.Node `yaml:"params"`
 }
 
 type scopeYAML struct {
@@ -682,6 +689,16 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 		}
 		p.prov = r
 	}
+	var params any
+	if s.Params.Kind != 0 {
+		var err error
+		if params, err = paramsValue(&s.Params); err != nil {
+			bad(err.Error(), "params")
+		}
+		if len(s.Rules) == 0 {
+			bad("params without rules: only custom rules see params", "params")
+		}
+	}
 	names := map[string]bool{}
 	for i, c := range s.Rules {
 		if !nameRE.MatchString(c.Name) {
@@ -695,7 +712,7 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 			bad("custom CEL rules are not available in this build", "rules", i)
 			continue
 		}
-		r := celRule{name: c.Name, message: c.Message, fix: c.Fix, severity: vulndb.SeverityMedium}
+		r := celRule{name: c.Name, message: c.Message, fix: c.Fix, severity: vulndb.SeverityMedium, params: params, group: -1}
 		if c.Severity != "" {
 			sev, err := vulndb.ParseSeverity(c.Severity)
 			if err != nil || sev == vulndb.SeverityUnknown {
@@ -766,4 +783,75 @@ func newSelector(s *selectorYAML) (*selector, error) {
 
 func (s *selector) matches(l map[string]string) bool {
 	return s == nil || s.sel.Matches(labels.Set(l))
+}
+
+// paramsValue converts spec.params into the JSON-shaped form CEL variables
+// hold (through JSON, so that numbers, strings and nulls read exactly as in
+// `object`). It must be a mapping with string keys.
+func paramsValue(n *yaml.Node) (any, error) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, errors.New("params: want a mapping (key: value), as a ValidatingAdmissionPolicy's params object")
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	v, err := jsonShape(v)
+	if err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	return celeval.FromJSON(raw)
+}
+
+// jsonShape turns what yaml.v3 decodes into `any` into values JSON can
+// carry: maps keyed by strings only, timestamps as RFC 3339 strings.
+func jsonShape(v any) (any, error) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			e, err := jsonShape(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			t[k] = e
+		}
+		return t, nil
+	case map[any]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("key %v: want a string key", k)
+			}
+			e, err := jsonShape(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ks, err)
+			}
+			out[ks] = e
+		}
+		return out, nil
+	case []any:
+		for i, e := range t {
+			e, err := jsonShape(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			t[i] = e
+		}
+		return t, nil
+	case time.Time:
+		return t.UTC().Format(time.RFC3339Nano), nil
+	case float64:
+		if math.IsInf(t, 0) || math.IsNaN(t) {
+			return nil, fmt.Errorf("%v: not a JSON number", t)
+		}
+	}
+	return v, nil
 }

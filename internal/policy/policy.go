@@ -173,6 +173,11 @@ type celRule struct {
 	msgExpr  *celeval.Program
 	fix      string
 	severity vulndb.Severity
+	// params is the policy's spec.params (JSON-shaped; nil: CEL null).
+	params any
+	// group numbers the rule's (expression, params) pair in its Set
+	// (see Set.groupRules); -1 outside a Set.
+	group int
 }
 
 type connectRule struct {
@@ -220,9 +225,10 @@ func (k postureKey) config() posture.Config {
 		}
 		return strings.Split(s, "\x00")
 	}
-	// Decisions read only the results: no framework or namespace scores.
+	// Decisions read only the failed results: no framework or namespace
+	// scores, no passed results.
 	return posture.Config{PSSVersion: k.pssVersion, AllowedHostPaths: split(k.hostPaths), TrustedRegistries: split(k.registries),
-		SkipScores: true}
+		SkipScores: true, FailuresOnly: true}
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)

@@ -301,6 +301,96 @@ func TestCELRules(t *testing.T) {
 	}
 }
 
+// TestCELParams: spec.params is what custom rules see as `params` (per
+// policy; CEL null without it), as a ValidatingAdmissionPolicy's param.
+func TestCELParams(t *testing.T) {
+	l := newTestLoader(t)
+	set := loadYAML(t, l, policyDoc("limits", `  mode: deny
+  params:
+    maxReplicas: 3
+    teams: [shop, search]
+    registry: {host: registry.example.com}
+    since: 2026-01-02
+  rules:
+    - name: replicas
+      expression: "object.spec.replicas <= params.maxReplicas"
+      messageExpression: "'at most ' + string(params.maxReplicas) + ' replicas, not ' + string(object.spec.replicas)"
+    - name: team
+      expression: "has(object.metadata.labels) && object.metadata.labels.team in params.teams"
+    - name: registry
+      expression: "object.spec.template.spec.containers.all(c, c.image.startsWith(params.registry.host + '/'))"
+    - name: timestamp-as-string
+      expression: "params.since == '2026-01-02T00:00:00Z'"`)+policyDoc("no-params", `  mode: warn
+  rules:
+    - name: null-params
+      expression: "params == null"`))
+	dep := func(team string, replicas int, image string) *Request {
+		raw := []byte(fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"w","labels":{"team":%q}},"spec":{"replicas":%d,"template":{"spec":{"containers":[{"name":"a","image":%q}]}}}}`, team, replicas, image))
+		obj, err := DecodeObject("Deployment", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{Operation: "CREATE", Kind: "Deployment", Namespace: "n", Name: "w", Object: obj, ObjectJSON: raw}
+	}
+	cases := []struct {
+		name string
+		req  *Request
+		want []string
+	}{
+		{"within the params", dep("shop", 3, "registry.example.com/web:1"), []string{"verdict=allow"}},
+		{"over every param", dep("ads", 4, "docker.io/web:1"),
+			[]string{"verdict=deny", "limits deny cel:registry registry ", "limits deny cel:replicas replicas ", "limits deny cel:team team "}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := set.Evaluate(context.Background(), tc.req)
+			if diff := cmp.Diff(tc.want, summary(d)); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+		})
+	}
+	d := set.Evaluate(context.Background(), dep("shop", 4, "registry.example.com/web:1"))
+	if msg := d.Message("Deployment n/w"); !strings.Contains(msg, "at most 3 replicas, not 4") {
+		t.Errorf("messageExpression with params: %s", msg)
+	}
+}
+
+// TestPerContainerAttribution: configuration violations name the
+// container they are about from posture's structured details (not its
+// message text), including the upstream Pod Security Standards checks,
+// and pod-level problems name none. (The quoted name is not a valid
+// container name; it shows that no message text is parsed: the previous
+// parser cut it at the first quote.)
+func TestPerContainerAttribution(t *testing.T) {
+	l := newTestLoader(t)
+	set := loadYAML(t, l, policyDoc("pss", "  mode: deny\n  configuration: {podSecurity: baseline}")+
+		policyDoc("hard", "  mode: deny\n  configuration: {controls: [BW-K8S-0002, BW-K8S-0003]}"))
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"spec":{"hostNetwork":true,
+		"containers":[{"name":"app","image":"registry.example.com/app:1","securityContext":{"allowPrivilegeEscalation":false}},
+		{"name":"a \"quoted\" name","image":"registry.example.com/side:1","securityContext":{"privileged":true}}]}}`)
+	obj, err := DecodeObject("Pod", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := set.Evaluate(context.Background(), &Request{Operation: "CREATE", Kind: "Pod", Namespace: "n", Name: "p", Object: obj, ObjectJSON: raw})
+	type got struct{ Policy, Finding, Container, Image string }
+	var gs []got
+	for _, v := range d.Violations {
+		gs = append(gs, got{v.Policy, v.Finding, v.Container, v.Image})
+	}
+	sort.Slice(gs, func(i, j int) bool { return fmt.Sprint(gs[i]) < fmt.Sprint(gs[j]) })
+	want := []got{
+		{"hard", "BW-K8S-0002", `a "quoted" name`, "registry.example.com/side:1"},
+		{"hard", "BW-K8S-0003", `a "quoted" name`, "registry.example.com/side:1"},
+		{"hard", "BW-K8S-0003", "app", "registry.example.com/app:1"}, // neither runs as non-root
+		{"pss", "BW-PSS-hostNamespaces", "", ""},
+		{"pss", "BW-PSS-privileged", `a "quoted" name`, "registry.example.com/side:1"},
+	}
+	if diff := cmp.Diff(want, gs); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+}
+
 func TestScopeExemptionsConnect(t *testing.T) {
 	l := newTestLoader(t)
 	set, err := l.LoadFiles(context.Background(), filepath.Join("testdata", "policies"))
@@ -434,6 +524,11 @@ func TestLoadErrors(t *testing.T) {
 		{"CEL not bool", head + "  rules:\n    - name: r\n      expression: \"'a' + 'b'\"\n", 9, "want bool"},
 		{"CEL unknown variable", head + "  rules:\n    - name: r\n      expression: \"obj.x == 1\"\n", 9, "undeclared reference"},
 		{"bad connect op", head + "  connect: {deny: [exec, shell]}\n", 7, `connect.deny "shell"`},
+		{"params not a mapping", head + "  rules: [{name: r, expression: \"params.a == 1\"}]\n  params: [1, 2]\n", 8, "params: want a mapping"},
+		{"params without rules", head + "  provenance: {noLatest: true}\n  params: {a: 1}\n", 8, "params without rules"},
+		{"params with a non-string key", head + "  rules: [{name: r, expression: \"true\"}]\n  params: {1: a}\n", 8, "want a string key"},
+		{"unknown field beside params", head + "  rules: [{name: r, expression: \"true\"}]\n  params: {anything: {goes: here}}\n  paramz: {}\n", 9, "field paramz not found"},
+		{"params alias bomb", head + "  rules: [{name: r, expression: \"true\"}]\n  params:\n    a: &a [x,x,x,x,x,x,x,x,x,x]\n    b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n    c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n    d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n    e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n    g: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n", 0, ""},
 		{"bad scanTimeout", head + "  vulnerabilities: {maxSeverity: high, scanTimeout: 5m}\n", 7, "scanTimeout"},
 		{"bad selector", head + "  provenance: {noLatest: true}\n  scope:\n    namespaceSelector: {matchExpressions: [{key: a, operator: Near}]}\n", 9, "label selector"},
 		{"bad kind in scope", head + "  provenance: {noLatest: true}\n  scope: {kinds: [Service]}\n", 8, `kind "Service"`},
@@ -581,6 +676,38 @@ func TestImports(t *testing.T) {
 			"github.com/bulwark-security/bulwark/internal/admission", "github.com/bulwark-security/bulwark/internal/cli",
 		}, dep) {
 			t.Errorf("internal/policy depends on %s", dep)
+		}
+	}
+}
+
+// TestSharedRules: the same rule in several policies is evaluated once
+// per request, but never shared across different params, and the custom
+// rules still see request and namespaceObject when they read them.
+func TestSharedRules(t *testing.T) {
+	l := newTestLoader(t)
+	rule := func(max int) string {
+		return fmt.Sprintf("  mode: deny\n  params: {max: %d}\n  rules:\n    - name: replicas\n      expression: \"object.spec.replicas <= params.max\"\n      message: \"at most %d\"", max, max)
+	}
+	set := loadYAML(t, l, policyDoc("a", rule(1))+policyDoc("b", rule(5))+policyDoc("c", rule(1))+policyDoc("d", `  mode: warn
+  rules:
+    - name: who
+      expression: "request.userInfo.username != 'mallory' && request.operation == 'CREATE'"`))
+	raw := []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"w"},"spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"a","image":"x"}]}}}}`)
+	obj, err := DecodeObject("Deployment", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user string
+		want []string
+	}{
+		{"alice", []string{"verdict=deny", "a deny cel:replicas replicas ", "c deny cel:replicas replicas "}},
+		{"mallory", []string{"verdict=deny", "a deny cel:replicas replicas ", "c deny cel:replicas replicas ", "d warn cel:who who "}},
+	} {
+		req := &Request{Operation: "CREATE", Kind: "Deployment", Namespace: "n", Name: "w", Object: obj, ObjectJSON: raw,
+			User: UserInfo{Username: tc.user}}
+		if diff := cmp.Diff(tc.want, summary(set.Evaluate(context.Background(), req))); diff != "" {
+			t.Errorf("%s: decision (-want +got):\n%s", tc.user, diff)
 		}
 	}
 }

@@ -136,9 +136,10 @@ type PatchOp struct {
 
 // outcome is what a check says about one object.
 type outcome struct {
-	status Status
-	msg    string
-	patch  []PatchOp
+	status  Status
+	msg     string
+	patch   []PatchOp
+	details []Detail // failures only; nil: one detail, msg, about no container
 }
 
 func pass() outcome                        { return outcome{status: StatusPass} }

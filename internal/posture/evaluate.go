@@ -36,6 +36,20 @@ type Config struct {
 	// The admission webhook judges one object per request and reads only
 	// its results: scoring was half of the evaluation's cost there.
 	SkipScores bool
+	// Only, when not empty, restricts Evaluate to these catalogue controls
+	// (ids; custom controls always run): the others are neither checked
+	// nor listed in Results. The admission webhook judges one object per
+	// request against the few controls its policies name, and a result
+	// for every control of the catalogue was a fifth of a review's
+	// garbage. Objects' PSSLevel is computed only when every upstream
+	// Pod Security Standards control is included; namespace and subject
+	// targets are listed only when a control of theirs is.
+	Only []string
+	// FailuresOnly leaves passed and skipped results out of Results (the
+	// failed and excepted ones stay): for callers that act on failures
+	// only, like the admission webhook, where allowed requests then build
+	// no results at all.
+	FailuresOnly bool
 }
 
 // Exception accepts the failures of one control on the objects its
@@ -74,6 +88,20 @@ type Result struct {
 	Exception string `json:"exception,omitempty"`
 
 	ci int // index of the control in the catalogue
+}
+
+// Detail is one problem of a failed Result (see Report.Details).
+type Detail struct {
+	// Container is the container's name, empty for a problem of the pod
+	// or object as a whole; ContainerKind is containers, initContainers
+	// or ephemeralContainers.
+	Container, ContainerKind string
+	Image                    string
+	Message                  string
+	// Problem is Message without the leading container label
+	// (`container "app" `) when it has one: for callers naming the
+	// container themselves.
+	Problem string
 }
 
 // Score is passed/total weighted by severity for one framework or namespace;
@@ -118,7 +146,21 @@ type Report struct {
 	Unavailable map[string]string `json:"unavailable,omitempty"`
 	// ExpiredExceptions were configured but no longer apply.
 	ExpiredExceptions []Exception `json:"expiredExceptions,omitempty"`
+
+	// details of failed results by index in Results (see Details): a
+	// side table, so that the many passing results cost nothing more.
+	details map[int][]Detail
 }
+
+// Details are the problems of failed result Results[i] one by one (its
+// Message joins them with "; "), each with the container it is about, so
+// that callers attributing failures to containers (the admission policy's
+// per-container violations) need not parse Message. Nil for a result of a
+// single problem of the object as a whole, then Message is that problem,
+// and for a report decoded from JSON (where Message carries the same
+// text). Indexes are those of Results as Evaluate returned it: reordering
+// or filtering Results detaches them.
+func (r *Report) Details(i int) []Detail { return r.details[i] }
 
 // Failed counts failures at or above min.
 func (r *Report) Failed(min vulndb.Severity) int {
@@ -143,6 +185,9 @@ type Evaluator struct {
 	custom      []CustomControl
 	// byScope lists, per scope of a target, the controls that apply.
 	byScope map[scope][]int
+	// pssAll says every upstream check runs (Config.Only may leave some
+	// out), so that a pod's PSS level can be computed.
+	pssAll  bool
 	byID    map[string]int
 	active  []Exception
 	expired []Exception
@@ -171,16 +216,33 @@ func New(cfg Config) (*Evaluator, error) {
 	for _, c := range cfg.Custom {
 		e.controls = append(e.controls, c.Control)
 	}
-	e.byScope = map[scope][]int{}
-	for ci := range e.controls[:e.customFirst] {
-		c := &e.controls[ci]
-		e.byScope[c.scope] = append(e.byScope[c.scope], ci)
-	}
 	for i, c := range e.controls {
 		if _, dup := e.byID[c.ID]; dup {
 			return nil, fmt.Errorf("new evaluator: duplicate control %s", c.ID)
 		}
 		e.byID[c.ID] = i
+	}
+	var only map[string]bool
+	if len(cfg.Only) > 0 {
+		only = make(map[string]bool, len(cfg.Only))
+		for _, id := range cfg.Only {
+			if _, ok := e.byID[id]; !ok {
+				return nil, fmt.Errorf("new evaluator: unknown control %q in Only", id)
+			}
+			only[id] = true
+		}
+	}
+	e.byScope = map[scope][]int{}
+	e.pssAll = true
+	for ci := range e.controls[:e.customFirst] {
+		c := &e.controls[ci]
+		if only != nil && !only[c.ID] {
+			if ci >= e.pssFirst {
+				e.pssAll = false
+			}
+			continue
+		}
+		e.byScope[c.scope] = append(e.byScope[c.scope], ci)
 	}
 	now := cfg.Now()
 	for _, x := range cfg.Exceptions {
@@ -258,6 +320,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 		}
 	}
 	// Namespace targets for the NetworkPolicy control, in a stable order.
+	if len(e.byScope[scopeNamespace]) == 0 {
+		clear(nsSeen) // no control would judge them
+	}
 	names := make([]string, 0, len(nsSeen))
 	for n := range nsSeen {
 		names = append(names, n)
@@ -275,6 +340,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 	// Subject targets: the rights each user, group and service account
 	// holds across all its bindings.
 	for _, s := range rb.subjects(in.Unavailable) {
+		if len(e.byScope[scopeSubject]) == 0 {
+			break
+		}
 		rep.Objects = append(rep.Objects, s.ref)
 		targets = append(targets, &target{subject: s})
 	}
@@ -283,11 +351,22 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 	for _, t := range targets {
 		n += len(e.byScope[targetScope(t)]) + len(e.byScope[scopeNamespaced])
 	}
-	rep.Results = make([]Result, 0, n)
+	if !e.cfg.FailuresOnly {
+		rep.Results = make([]Result, 0, n)
+	}
 	pssFailed := make([]bool, len(e.pss))
 	emit := func(ci, ti int, t *target, out outcome) {
+		if e.cfg.FailuresOnly && out.status != StatusFail {
+			return
+		}
 		c := &e.controls[ci]
 		r := Result{ci: ci, Control: c.ID, Object: ti, Status: out.status, Severity: c.Severity, Message: out.msg, Patch: out.patch}
+		if out.details != nil {
+			if rep.details == nil {
+				rep.details = map[int][]Detail{}
+			}
+			rep.details[len(rep.Results)] = out.details
+		}
 		if out.status == StatusFail {
 			for xi := range e.active {
 				if e.active[xi].matches(c.ID, t.ref) {
@@ -318,7 +397,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 				emit(ci, ti, t, e.controls[ci].check(&e.cfg, t))
 			}
 		}
-		if t.pod != nil {
+		if t.pod != nil && e.pssAll {
 			t.ref.PSSLevel = string(pssLevel(e.pss, func(i int) bool { return pssFailed[i] }))
 		}
 		if t.obj != nil {

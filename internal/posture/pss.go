@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/bulwark-security/bulwark/internal/vulndb"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 )
@@ -118,9 +119,42 @@ func pssControls(checks []pssCheck) []Control {
 				if r.ForbiddenDetail != "" {
 					msg += " (" + r.ForbiddenDetail + ")"
 				}
-				return fail(msg, nil)
+				o := fail(msg, nil)
+				o.details = pssDetails(fn, t.pod, msg)
+				return o
 			},
 		})
+	}
+	return out
+}
+
+// pssDetails attributes a failed upstream check to containers without
+// reading its message: the check is run again on the pod with no
+// containers (a failure then is the pod's own) and with each container
+// alone (a failure then is that container's). Only failures pay for it.
+func pssDetails(fn policy.CheckPodFn, pod *podView, msg string) []Detail {
+	spec := *pod.spec
+	spec.InitContainers, spec.Containers, spec.EphemeralContainers = nil, nil, nil
+	if !fn(pod.meta, &spec).Allowed {
+		return []Detail{{Message: msg, Problem: msg}}
+	}
+	var out []Detail
+	for _, cv := range pod.containers {
+		one := spec
+		switch cv.kind {
+		case "initContainers":
+			one.InitContainers = []corev1.Container{*cv.c}
+		case "ephemeralContainers":
+			one.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon(*cv.c)}}
+		default:
+			one.Containers = []corev1.Container{*cv.c}
+		}
+		if !fn(pod.meta, &one).Allowed {
+			out = append(out, Detail{Container: cv.c.Name, ContainerKind: cv.kind, Image: cv.c.Image, Message: msg, Problem: msg})
+		}
+	}
+	if len(out) == 0 { // only the combination fails
+		out = []Detail{{Message: msg, Problem: msg}}
 	}
 	return out
 }

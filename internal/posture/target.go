@@ -49,10 +49,11 @@ type podView struct {
 }
 
 type containerView struct {
-	c      *corev1.Container
-	lbl    string          // `container "name"`, built once for every message
-	ref    reference.Named // the parsed image, parsed once for every image control
-	refErr error
+	c   *corev1.Container
+	lbl string // `container "name"`, built once for every message
+	// images parses the image reference on first use: only the image
+	// controls need it (the webhook often runs none of them).
+	images imageCache
 	kind   string // containers, initContainers, ephemeralContainers
 	path   string // JSON pointer of the container
 }
@@ -149,26 +150,41 @@ type parsedImage struct {
 }
 
 func (images imageCache) newContainerView(c *corev1.Container, kind, prefix string, i int) containerView {
-	cv := containerView{c: c, kind: kind, path: prefix + "/" + kind + "/" + strconv.Itoa(i), lbl: containerLabel(kind, c.Name)}
-	p, ok := images[c.Image]
+	return containerView{c: c, kind: kind, path: prefix + "/" + kind + "/" + strconv.Itoa(i), lbl: containerLabel(kind, c.Name), images: images}
+}
+
+// image is the container's parsed image reference, parsed once per
+// evaluation for every image control.
+func (c containerView) image() (reference.Named, error) {
+	p, ok := c.images[c.c.Image]
 	if !ok {
-		p.ref, p.err = reference.ParseNormalizedNamed(c.Image)
-		if len(images) < 100_000 {
-			images[c.Image] = p
+		p.ref, p.err = reference.ParseNormalizedNamed(c.c.Image)
+		if c.images != nil && len(c.images) < 100_000 {
+			c.images[c.c.Image] = p
 		}
 	}
-	cv.ref, cv.refErr = p.ref, p.err
-	return cv
+	return p.ref, p.err
 }
 
 // failures gathers per-container problems into one outcome.
 type failures struct {
-	msgs  []string
-	patch []PatchOp
+	msgs    []string
+	details []Detail
+	patch   []PatchOp
 }
 
+// add records a problem of the pod or object as a whole.
 func (f *failures) add(msg string, ops ...PatchOp) {
 	f.msgs = append(f.msgs, msg)
+	f.details = append(f.details, Detail{Message: msg, Problem: msg})
+	f.patch = append(f.patch, ops...)
+}
+
+// addC records a problem of container cv.
+func (f *failures) addC(cv containerView, msg string, ops ...PatchOp) {
+	f.msgs = append(f.msgs, msg)
+	f.details = append(f.details, Detail{Container: cv.c.Name, ContainerKind: cv.kind, Image: cv.c.Image, Message: msg,
+		Problem: strings.TrimPrefix(msg, cv.lbl+" ")})
 	f.patch = append(f.patch, ops...)
 }
 
@@ -176,7 +192,9 @@ func (f *failures) outcome() outcome {
 	if len(f.msgs) == 0 {
 		return pass()
 	}
-	return fail(strings.Join(f.msgs, "; "), f.patch)
+	o := fail(strings.Join(f.msgs, "; "), f.patch)
+	o.details = f.details
+	return o
 }
 
 // setSecurityContext is the patch that sets securityContext.<field> of a

@@ -17,7 +17,7 @@ func checkPrivileged(_ *Config, t *target) outcome {
 	var f failures
 	for _, cv := range t.pod.containers {
 		if sc := cv.c.SecurityContext; sc != nil && ptrTrue(sc.Privileged) {
-			f.add(cv.label()+" sets securityContext.privileged=true", PatchOp{Op: "remove", Path: cv.path + "/securityContext/privileged"})
+			f.addC(cv, cv.label()+" sets securityContext.privileged=true", PatchOp{Op: "remove", Path: cv.path + "/securityContext/privileged"})
 		}
 	}
 	return f.outcome()
@@ -28,7 +28,7 @@ func checkAllowPrivilegeEscalation(_ *Config, t *target) outcome {
 	for _, cv := range t.pod.containers {
 		sc := cv.c.SecurityContext
 		if sc == nil || !ptrFalse(sc.AllowPrivilegeEscalation) {
-			f.add(cv.label()+" does not set securityContext.allowPrivilegeEscalation=false", setSecurityContext(cv, "allowPrivilegeEscalation", false))
+			f.addC(cv, cv.label()+" does not set securityContext.allowPrivilegeEscalation=false", setSecurityContext(cv, "allowPrivilegeEscalation", false))
 		}
 	}
 	return f.outcome()
@@ -48,12 +48,12 @@ func checkRunAsNonRoot(_ *Config, t *target) outcome {
 		if sc != nil && sc.RunAsUser != nil {
 			user = *sc.RunAsUser != 0
 			if *sc.RunAsUser == 0 {
-				f.add(cv.label()+" sets securityContext.runAsUser=0", setSecurityContext(cv, "runAsNonRoot", true), PatchOp{Op: "remove", Path: cv.path + "/securityContext/runAsUser"})
+				f.addC(cv, cv.label()+" sets securityContext.runAsUser=0", setSecurityContext(cv, "runAsNonRoot", true), PatchOp{Op: "remove", Path: cv.path + "/securityContext/runAsUser"})
 				continue
 			}
 		}
 		if !nonRoot && !user {
-			f.add(cv.label()+" may run as root: neither securityContext.runAsNonRoot=true nor a non-zero runAsUser (container or pod)", setSecurityContext(cv, "runAsNonRoot", true))
+			f.addC(cv, cv.label()+" may run as root: neither securityContext.runAsNonRoot=true nor a non-zero runAsUser (container or pod)", setSecurityContext(cv, "runAsNonRoot", true))
 		}
 	}
 	return f.outcome()
@@ -66,7 +66,7 @@ func checkReadOnlyRoot(_ *Config, t *target) outcome {
 			continue
 		}
 		if sc := cv.c.SecurityContext; sc == nil || !ptrTrue(sc.ReadOnlyRootFilesystem) {
-			f.add(cv.label()+" does not set securityContext.readOnlyRootFilesystem=true", setSecurityContext(cv, "readOnlyRootFilesystem", true))
+			f.addC(cv, cv.label()+" does not set securityContext.readOnlyRootFilesystem=true", setSecurityContext(cv, "readOnlyRootFilesystem", true))
 		}
 	}
 	return f.outcome()
@@ -98,7 +98,7 @@ func checkDropAll(_ *Config, t *target) outcome {
 		default:
 			op = PatchOp{Op: "add", Path: cv.path + "/securityContext/capabilities/drop/-", Value: "ALL"}
 		}
-		f.add(cv.label()+" does not drop ALL in securityContext.capabilities.drop", op)
+		f.addC(cv, cv.label()+" does not drop ALL in securityContext.capabilities.drop", op)
 	}
 	return f.outcome()
 }
@@ -122,7 +122,7 @@ func checkAddedCaps(_ *Config, t *target) outcome {
 		for i := len(sc.Capabilities.Add) - 1; i >= 0; i-- {
 			c := strings.TrimPrefix(strings.ToUpper(string(sc.Capabilities.Add[i])), "CAP_")
 			if sensitiveCaps[c] {
-				f.add(fmt.Sprintf("%s adds capability %s in securityContext.capabilities.add", cv.label(), c),
+				f.addC(cv, fmt.Sprintf("%s adds capability %s in securityContext.capabilities.add", cv.label(), c),
 					PatchOp{Op: "remove", Path: fmt.Sprintf("%s/securityContext/capabilities/add/%d", cv.path, i)})
 			}
 		}
@@ -144,7 +144,7 @@ func checkHostPort(_ *Config, t *target) outcome {
 	for _, cv := range t.pod.containers {
 		for i, p := range cv.c.Ports {
 			if p.HostPort != 0 {
-				f.add(fmt.Sprintf("%s sets ports[%d].hostPort=%d", cv.label(), i, p.HostPort),
+				f.addC(cv, fmt.Sprintf("%s sets ports[%d].hostPort=%d", cv.label(), i, p.HostPort),
 					PatchOp{Op: "remove", Path: fmt.Sprintf("%s/ports/%d/hostPort", cv.path, i)})
 			}
 		}
@@ -192,7 +192,7 @@ func resourceCheck(kind string, get func(corev1.ResourceRequirements) corev1.Res
 			if len(missing) == 0 {
 				continue
 			}
-			f.add(cv.label() + " sets no resources." + kind + "." + strings.Join(missing, " or "))
+			f.addC(cv, cv.label()+" sets no resources."+kind+"."+strings.Join(missing, " or "))
 		}
 		return f.outcome()
 	}
@@ -230,9 +230,9 @@ func checkDefaultNamespace(_ *Config, t *target) outcome {
 func checkLatestTag(_ *Config, t *target) outcome {
 	var f failures
 	for _, cv := range t.pod.containers {
-		ref, err := cv.ref, cv.refErr
+		ref, err := cv.image()
 		if err != nil {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not a valid reference: " + err.Error())
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" is not a valid reference: "+err.Error())
 			continue
 		}
 		if _, ok := ref.(reference.Digested); ok {
@@ -240,9 +240,9 @@ func checkLatestTag(_ *Config, t *target) outcome {
 		}
 		tagged, ok := ref.(reference.Tagged)
 		if !ok {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " has neither tag nor digest (means :latest)")
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" has neither tag nor digest (means :latest)")
 		} else if tagged.Tag() == "latest" {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " uses the latest tag")
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" uses the latest tag")
 		}
 	}
 	return f.outcome()
@@ -251,12 +251,12 @@ func checkLatestTag(_ *Config, t *target) outcome {
 func checkDigest(_ *Config, t *target) outcome {
 	var f failures
 	for _, cv := range t.pod.containers {
-		ref, err := cv.ref, cv.refErr
+		ref, err := cv.image()
 		if err != nil {
 			continue // reported by the latest-tag control
 		}
 		if _, ok := ref.(reference.Digested); !ok {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not pinned by digest")
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" is not pinned by digest")
 		}
 	}
 	return f.outcome()
@@ -268,13 +268,13 @@ func checkTrustedRegistry(cfg *Config, t *target) outcome {
 	}
 	var f failures
 	for _, cv := range t.pod.containers {
-		ref, err := cv.ref, cv.refErr
+		ref, err := cv.image()
 		if err != nil {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not a valid reference")
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" is not a valid reference")
 			continue
 		}
 		if !trusted(cfg.TrustedRegistries, ref.Name()) {
-			f.add(cv.label() + " image " + strconv.Quote(cv.c.Image) + " is not from a trusted registry")
+			f.addC(cv, cv.label()+" image "+strconv.Quote(cv.c.Image)+" is not from a trusted registry")
 		}
 	}
 	return f.outcome()
@@ -331,7 +331,7 @@ func checkEnvSecrets(_ *Config, t *target) outcome {
 			if e.Value == "" || e.ValueFrom != nil || !looksSecret(e.Name) {
 				continue
 			}
-			f.add(fmt.Sprintf("%s env[%d] %s holds a literal value that looks like a secret (use valueFrom.secretKeyRef)", cv.label(), i, e.Name))
+			f.addC(cv, fmt.Sprintf("%s env[%d] %s holds a literal value that looks like a secret (use valueFrom.secretKeyRef)", cv.label(), i, e.Name))
 		}
 	}
 	return f.outcome()
@@ -348,7 +348,7 @@ func probeCheck(name string, get func(*corev1.Container) *corev1.Probe) checkFn 
 				continue
 			}
 			if get(cv.c) == nil {
-				f.add(fmt.Sprintf("%s has no %s", cv.label(), name))
+				f.addC(cv, fmt.Sprintf("%s has no %s", cv.label(), name))
 			}
 		}
 		return f.outcome()
