@@ -216,7 +216,10 @@ func TestRuncContainerAlerts(t *testing.T) {
 // TestPodAttributionInRuncContainer: a Pod in a real kube-apiserver whose
 // status names the runc container's id; the sensor's informer attributes
 // the container's events to the pod (alert carries pod, namespace, image,
-// digest, workload), and a namespace selector turns drift prevention on.
+// digest, workload), the pod spec's privileged flag reaches the rules (the
+// default rule set's 22nd rule, "Privileged command in container", fires
+// for a mount run inside it), and a namespace selector turns drift
+// prevention on.
 func TestPodAttributionInRuncContainer(t *testing.T) {
 	needSensor(t)
 	cl := k8stest.Start(t, k8stest.Options{})
@@ -229,7 +232,8 @@ func TestPodAttributionInRuncContainer(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "web-5f7b9-x2x4q", Namespace: ns,
 			Labels:          map[string]string{"app": "web", "pod-template-hash": "5f7b9"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5f7b9", UID: "11111111-2222-3333-4444-555555555555", Controller: &yes}}},
-		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/shop/web:1.2"}}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/shop/web:1.2",
+			SecurityContext: &corev1.SecurityContext{Privileged: &yes}}}},
 	}
 	created, err := cl.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -262,6 +266,12 @@ func TestPodAttributionInRuncContainer(t *testing.T) {
 			t.Errorf("alert not attributed to the pod: %+v", a)
 		}
 	}
+	if _, err := c.Exec(ctx, "/bin/mount"); err != nil {
+		t.Fatal(err)
+	}
+	pl.sink.wait(t, "privileged command in the privileged pod", func(a *alerts.Alert) bool {
+		return a.Rule == "Privileged command in container" && a.ContainerID == c.ID && a.Pod == "web-5f7b9-x2x4q"
+	})
 	waitCounter(t, &pl.c.Prevented, 1, "drift prevention from the namespace selector")
 	r, err := c.Sh(ctx, "cp /bin/busybox /tmp/dropped && /tmp/dropped touch /tmp/ran; echo rc=$?; ls /tmp")
 	if err != nil {
