@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/trace"
@@ -463,7 +464,12 @@ func runLoad(tb testing.TB, o loadOptions, separate bool, traceDir string) loadR
 func cannedHandler() http.Handler {
 	allow := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}`)
 	deny := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false,"status":{"code":403,"message":"untrusted registry"}}}`)
+	burn, _ := time.ParseDuration(os.Getenv("BULWARK_LOAD_BASELINE_BURN"))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if burn > 0 {
+			for t0 := time.Now(); time.Since(t0) < burn; {
+			}
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 3<<20))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -512,6 +518,23 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 			tb.Fatal(err)
 		}
 		defer trace.Stop()
+	}
+	if dir := os.Getenv("BULWARK_LOAD_PROFILE"); dir != "" && !canned {
+		runtime.SetBlockProfileRate(10000)
+		runtime.SetMutexProfileFraction(1)
+		if f, err := os.Create(filepath.Join(dir, "cpu.pprof")); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+		defer func() {
+			for _, n := range []string{"block", "mutex"} {
+				f, err := os.Create(filepath.Join(dir, n+".pprof"))
+				if err == nil {
+					_ = pprof.Lookup(n).WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}()
 	}
 	runtime.GC()
 	cpu0, sys0, gc0, rt0 := cpuTime(), sysTime(), gcCount(), readRuntimeStats()
