@@ -65,6 +65,15 @@ func benchPolicies(n int) string {
 		"  mode: deny\n  provenance: {trustedRegistries: [registry.example.com], noLatest: true}",
 		"  mode: audit\n  rules:\n    - name: team\n      expression: \"has(object.metadata.labels) && 'team' in object.metadata.labels\"",
 	}
+	if only := os.Getenv("BULWARK_BENCH_SHAPES"); only != "" { // bisecting the load test's tail
+		var keep []string
+		for _, f := range strings.Split(only, ",") {
+			if i, err := strconv.Atoi(f); err == nil && i >= 0 && i < len(shapes) {
+				keep = append(keep, shapes[i])
+			}
+		}
+		shapes = keep
+	}
 	var b strings.Builder
 	for i := range n {
 		b.WriteString(policyDoc(fmt.Sprintf("p%02d", i), shapes[i%len(shapes)]))

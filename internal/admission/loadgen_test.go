@@ -11,14 +11,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"runtime/trace"
 	"slices"
 	"strconv"
@@ -461,19 +462,41 @@ func runLoad(tb testing.TB, o loadOptions, separate bool, traceDir string) loadR
 // prepared response after reading its body — no decoding, no policy. What
 // the webhook's tail adds is its p99 over this one's, measured in the same
 // run on the same machine.
-func cannedHandler() http.Handler {
+func cannedHandler(srv *Server) http.Handler {
 	allow := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}`)
 	deny := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false,"status":{"code":403,"message":"untrusted registry"}}}`)
 	burn, _ := time.ParseDuration(os.Getenv("BULWARK_LOAD_BASELINE_BURN"))
+	stage := os.Getenv("BULWARK_LOAD_BASELINE_STAGE")
+	allocBurn := os.Getenv("BULWARK_LOAD_BASELINE_ALLOC") == "1"
+	var memBurn []byte
+	if os.Getenv("BULWARK_LOAD_BASELINE_ALLOC") == "mem" {
+		memBurn = make([]byte, 16<<20)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if burn > 0 {
+			var sink [][]byte
 			for t0 := time.Now(); time.Since(t0) < burn; {
+				switch {
+				case allocBurn: // garbage like the webhook's (~45 KB a review)
+					sink = append(sink[:min(len(sink), 64)], make([]byte, 512))
+				case memBurn != nil: // cache misses: a stride through 16 MB
+					for i := 0; i < 4096; i++ {
+						memBurn[(i*4099+int(t0.UnixNano()))&(len(memBurn)-1)]++
+					}
+				}
 			}
+			_ = sink
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 3<<20))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		if stage == "burn" { // the burn after the body is read, as the webhook's work
+			for t0 := time.Now(); time.Since(t0) < 500*time.Microsecond; {
+			}
+		} else if stage != "" {
+			bisectStage(srv, stage, body)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		if bytes.Contains(body, []byte("untrusted.example.com")) {
@@ -498,7 +521,7 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 	total := o.RPS * o.Seconds
 	st := &serverStamps{in: make([]int64, total), out: make([]int64, total)}
 	if canned {
-		srv.handler = cannedHandler()
+		srv.handler = cannedHandler(srv)
 	}
 	srv.handler = stampHandler(srv.handler, st)
 	defer TuneGC(GCConfig{}, os.Getenv)()
@@ -622,13 +645,16 @@ func (r loadReport) log(tb testing.TB) {
 // (the generator fails otherwise), nothing dropped, the memory target.
 // Latency is a benchmark's business (BenchmarkLoadLoopback) on a shared
 // machine; BULWARK_LOAD_STRICT=1 also asserts the 5 ms p99 (idle machine).
-// BULWARK_LOAD_SEPARATE=1 runs the generator in its own process.
+// BULWARK_LOAD_SEPARATE=1 runs the generator in its own process;
+// BULWARK_LOAD_CANNED=1 serves the baseline of BenchmarkLoadLoopback
+// (cannedHandler, with BULWARK_LOAD_BASELINE_BURN and _STAGE) instead of
+// the webhook, to bisect the latency tail.
 func TestLoadLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
 	o := loadOptionsFromEnv(2)
-	r := runLoad(t, o, os.Getenv("BULWARK_LOAD_SEPARATE") == "1", os.Getenv("BULWARK_LOAD_TRACE"))
+	r := runLoadWith(t, o, os.Getenv("BULWARK_LOAD_SEPARATE") == "1", os.Getenv("BULWARK_LOAD_TRACE"), os.Getenv("BULWARK_LOAD_CANNED") == "1")
 	r.log(t)
 	total := o.RPS * o.Seconds
 	if r.Gen.Requests+r.Gen.Dropped != total {
@@ -689,4 +715,23 @@ func BenchmarkLoadLoopback(b *testing.B) {
 	if r.Gen.Requests == 0 {
 		b.Fatal(errors.New("no review answered"))
 	}
+}
+
+// bisectStage does part of the webhook's work on body and discards it
+// (BULWARK_LOAD_BASELINE_STAGE: decode, eval, full).
+func bisectStage(srv *Server, stage string, body []byte) {
+	if stage == "full" {
+		req := httptest.NewRequest(http.MethodPost, PathValidate, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		srv.validate(httptest.NewRecorder(), req)
+		return
+	}
+	sc := srv.reviews.Get().(*reviewScratch)
+	defer srv.reviews.Put(sc)
+	_, req, err := decodeReview(body, sc)
+	if err != nil || stage == "decode" {
+		return
+	}
+	req.Images = srv.deps.Images
+	_ = srv.deps.Policies.Current().Evaluate(context.Background(), req)
 }
