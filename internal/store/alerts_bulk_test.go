@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -325,36 +324,7 @@ func TestMigrateResponseActionsForUndo(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.Name, func(t *testing.T) {
 			dsn := be.DSN(t)
-			old := &Store{log: slog.New(slog.DiscardHandler), now: time.Now}
-			var err error
-			if isPostgresDSN(dsn) {
-				err = old.openPostgres(dsn, Options{})
-			} else {
-				err = old.openSQLite(dsn, Options{})
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms, err := loadMigrations(migrationsFS, old.d.migrationDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = old.tx(ctx, func(tx *sql.Tx) error {
-				if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-					applied_at TEXT NOT NULL)`); err != nil {
-					return err
-				}
-				for _, m := range ms {
-					if m.version > 11 {
-						break
-					}
-					if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-						return fmt.Errorf("%04d: %w", m.version, err)
-					}
-					if _, err := old.exec(ctx, tx, `INSERT INTO schema_migrations VALUES (?, ?, ?)`, m.version, m.name, "x"); err != nil {
-						return err
-					}
-				}
+			old := storeAtVersion(t, dsn, 11, func(old *Store, tx *sql.Tx) error {
 				now := old.ts(time.Now())
 				var alertID int64
 				if err := old.queryRow(ctx, tx, `INSERT INTO alerts (fingerprint, source, rule, severity, title, cluster, namespace, pod,
@@ -371,9 +341,6 @@ func TestMigrateResponseActionsForUndo(t *testing.T) {
 				}
 				return nil
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			old.Close()
 
 			s := openStore(t, dsn, Options{SecretKey: testKey})

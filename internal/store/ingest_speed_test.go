@@ -256,36 +256,7 @@ func TestMigrateOutboxToLog(t *testing.T) {
 			dsn := be.DSN(t)
 			// The schema as of migration 0008, with two exports and their
 			// outbox rows as the old code wrote them.
-			old := &Store{log: slog.New(slog.DiscardHandler), now: time.Now}
-			var err error
-			if isPostgresDSN(dsn) {
-				err = old.openPostgres(dsn, Options{})
-			} else {
-				err = old.openSQLite(dsn, Options{})
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms, err := loadMigrations(migrationsFS, old.d.migrationDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = old.tx(ctx, func(tx *sql.Tx) error {
-				if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-					applied_at TEXT NOT NULL)`); err != nil {
-					return err
-				}
-				for _, m := range ms {
-					if m.version > 8 {
-						break
-					}
-					if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-						return fmt.Errorf("%04d: %w", m.version, err)
-					}
-					if _, err := old.exec(ctx, tx, `INSERT INTO schema_migrations VALUES (?, ?, ?)`, m.version, m.name, "x"); err != nil {
-						return err
-					}
-				}
+			old := storeAtVersion(t, dsn, 8, func(old *Store, tx *sql.Tx) error {
 				now := old.ts(time.Now())
 				for _, e := range []string{"one", "two"} {
 					if _, err := old.exec(ctx, tx, `INSERT INTO exports (name, type, created_at, updated_at) VALUES (?, 'webhook', ?, ?)`,
@@ -306,9 +277,6 @@ func TestMigrateOutboxToLog(t *testing.T) {
 				}
 				return nil
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			old.Close()
 
 			s := openStore(t, dsn, Options{SecretKey: testKey})
@@ -391,4 +359,49 @@ func TestIngestAppendsExportLog(t *testing.T) {
 			t.Errorf("high (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// storeAtVersion opens dsn with the schema as of migration version (the
+// later migrations not applied, as an older central left it) and, in the
+// same transaction, lets seed write the rows an upgrade test starts from.
+// The caller closes the store and opens it again to run the rest.
+func storeAtVersion(t *testing.T, dsn string, version int, seed func(old *Store, tx *sql.Tx) error) *Store {
+	t.Helper()
+	ctx := context.Background()
+	old := &Store{log: slog.New(slog.DiscardHandler), now: time.Now}
+	var err error
+	if isPostgresDSN(dsn) {
+		err = old.openPostgres(dsn, Options{})
+	} else {
+		err = old.openSQLite(dsn, Options{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := loadMigrations(migrationsFS, old.d.migrationDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+			applied_at TEXT NOT NULL)`); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.version > version {
+				break
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("%04d: %w", m.version, err)
+			}
+			if _, err := old.exec(ctx, tx, `INSERT INTO schema_migrations VALUES (?, ?, ?)`, m.version, m.name, "x"); err != nil {
+				return err
+			}
+		}
+		return seed(old, tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return old
 }
