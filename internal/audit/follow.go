@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bulwark-security/bulwark/internal/fsutil"
 	"github.com/bulwark-security/bulwark/internal/rules"
 )
 
@@ -515,23 +516,7 @@ func (f *Follower) save(o *openFile) error {
 	o.head, o.headLen = h, m
 	st := followState{Path: f.cfg.Path, Dev: o.dev, Inode: o.ino, Offset: o.off, HeadLen: m, Head: h}
 	b, _ := json.Marshal(st)
-	tmp := f.cfg.StatePath + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save audit follower state: %w", err)
-	}
-	if _, err := fh.Write(b); err != nil {
-		fh.Close()
-		return fmt.Errorf("save audit follower state: %w", err)
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return fmt.Errorf("save audit follower state: %w", err)
-	}
-	if err := fh.Close(); err != nil {
-		return fmt.Errorf("save audit follower state: %w", err)
-	}
-	if err := os.Rename(tmp, f.cfg.StatePath); err != nil {
+	if err := fsutil.WriteFileAtomic(f.cfg.StatePath, b, 0o600); err != nil {
 		return fmt.Errorf("save audit follower state: %w", err)
 	}
 	return nil

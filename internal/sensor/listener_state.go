@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bulwark-security/bulwark/internal/fsutil"
 )
 
 // The unusual-listener detector's learned baseline (which ports each image
@@ -139,7 +141,9 @@ func (d *ListenerDetector) Save(path string) (bool, error) {
 	d.mu.Unlock()
 	b, err := json.Marshal(&st)
 	if err == nil {
-		err = writeFileAtomic(path, b)
+		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+			err = fsutil.WriteFileAtomic(path, b, 0o600)
+		}
 	}
 	if err != nil {
 		d.mu.Lock()
@@ -174,45 +178,4 @@ func (d *ListenerDetector) RunPersistence(ctx context.Context, path string, inte
 			}
 		}
 	}
-}
-
-// writeFileAtomic: temp file in the same directory, fsync, rename, dir fsync.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
