@@ -37,43 +37,7 @@ func TestAlertsInBrowser(t *testing.T) {
 	}
 
 	b := newChromium(t, chromium)
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			dctx, dcancel := context.WithTimeout(b, 5*time.Second)
-			defer dcancel()
-			page, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 2000)`))
-			t.Fatalf("%s: %v\npage: %s", what, err, page)
-		}
-	}
-	// BULWARK_SCREENSHOTS=dir keeps full-page PNGs for a reviewer.
-	shot := func(name string) {
-		dir := os.Getenv("BULWARK_SCREENSHOTS")
-		if dir == "" {
-			return
-		}
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "alerts-"+name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eval := func(what, js string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
+	step, shot, eval := browserHelpers(t, b, "alerts")
 	base := e.url
 	step("log in",
 		chromedp.Navigate(base+"/alerts"),
@@ -283,4 +247,50 @@ func startConsoleWithAlerts(t *testing.T, prefix string) (e *env, st *store.Stor
 		t.Fatalf("ingest: %d %s", code, raw)
 	}
 	return e, st, agent, chromium
+}
+
+// browserHelpers returns the browser tests' three actions on the page of
+// b: step runs chromedp actions (failing the test with the page's URL and
+// text), shot keeps a full-page PNG named prefix-name.png when
+// BULWARK_SCREENSHOTS=dir is set (for a reviewer), eval evaluates
+// JavaScript to a string.
+func browserHelpers(t *testing.T, b context.Context, prefix string) (
+	step func(what string, actions ...chromedp.Action[chromedp.Void]), shot func(name string), eval func(what, js string) string) {
+	step = func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(b, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			dctx, dcancel := context.WithTimeout(b, 5*time.Second)
+			defer dcancel()
+			page, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 2000)`))
+			t.Fatalf("%s: %v\npage: %s", what, err, page)
+		}
+	}
+	shot = func(name string) {
+		dir := os.Getenv("BULWARK_SCREENSHOTS")
+		if dir == "" {
+			return
+		}
+		sctx, cancel := context.WithTimeout(b, 30*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, prefix+"-"+name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eval = func(what, js string) string {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(b, 30*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	return step, shot, eval
 }

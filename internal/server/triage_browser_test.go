@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,42 +32,7 @@ func TestTriageInBrowser(t *testing.T) {
 	e, st, agent, chromium := startConsoleWithAlerts(t, "tr")
 
 	b := newChromium(t, chromium)
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			dctx, dcancel := context.WithTimeout(b, 5*time.Second)
-			defer dcancel()
-			page, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 2000)`))
-			t.Fatalf("%s: %v\npage: %s", what, err, page)
-		}
-	}
-	eval := func(what, js string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	shot := func(name string) {
-		dir := os.Getenv("BULWARK_SCREENSHOTS")
-		if dir == "" {
-			return
-		}
-		sctx, cancel := context.WithTimeout(b, 30*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "triage-"+name+".png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step, shot, eval := browserHelpers(t, b, "triage")
 	audits := func(action string) []store.AuditEntry {
 		es, _, err := st.ListAudit(ctx, store.AuditFilter{Action: action, Actor: "user:alice"}, store.Page{Limit: 50})
 		if err != nil {
