@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/bulwark-security/bulwark/internal/sensor/enrich"
 )
@@ -122,6 +123,11 @@ type Prevention struct {
 	OnError  func(containerID string, err error)
 	OnEnable func(containerID string, cgroupID uint64)
 	OnAllow  func(containerID string, cgroupID uint64) // Unknown mode: a container released
+	// Alive, when set, tells whether a cgroup still exists (CgroupAlive);
+	// the sensor then prunes the decisions of exited containers every
+	// PruneEvery (default 1 minute) — see Prune.
+	Alive      func(cgroupID uint64) (bool, error)
+	PruneEvery time.Duration
 
 	mu   sync.Mutex
 	seen map[string]decision

@@ -111,6 +111,17 @@ func (s *Sensor) Push(ev *rules.Event) {
 // cancelled context is not an error).
 func (s *Sensor) Run(ctx context.Context, src Source) error {
 	var wg sync.WaitGroup
+	if pv := s.cfg.Prevention; pv != nil && pv.Alive != nil {
+		every := pv.PruneEvery
+		if every <= 0 {
+			every = time.Minute
+		}
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go pv.pruneLoop(pctx, every, pv.Alive, func(err error) {
+			s.cfg.Log.Warn("drift prevention: prune exited containers", "err", err)
+		})
+	}
 	if s.scriptQ != nil {
 		s.scriptWG.Add(1)
 		go func() { defer s.scriptWG.Done(); s.checkScripts() }()
