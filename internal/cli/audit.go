@@ -48,6 +48,7 @@ and sends the alerts to central.`,
 type auditWatchFlags struct {
 	server, token, serverCA string
 	cluster, state          string
+	accountState            string
 	ruleFiles               []string
 	fromEnd                 bool
 	poll                    time.Duration
@@ -68,7 +69,12 @@ The file is followed across rotation (rename and create, or copytruncate).
 The read offset is kept in --state and written only after the alerts of the
 lines before it were accepted, so a restart resumes without losing or
 repeating lines; alert ids are derived from the audit id, so a line read
-twice still makes one alert in central.`,
+twice still makes one alert in central.
+
+The service-account detector's learned state (which source addresses each
+service account uses, since when it is watched, which request alerted) is
+kept in --account-state, next to the offset by default, and saved with it:
+a restart neither starts a new learning period nor alerts twice.`,
 		Example: `  bulwark audit watch /var/log/kubernetes/audit.log --cluster prod-eu \
     --server https://bulwark.example:8443 --token "$BULWARK_TOKEN"`,
 		Args: cobra.ExactArgs(1),
@@ -82,6 +88,7 @@ twice still makes one alert in central.`,
 	fl.StringVar(&f.serverCA, "server-ca", "", "PEM file with the CA (or self-signed certificate) that signed --server's certificate")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster name recorded in the alerts (required)")
 	fl.StringVar(&f.state, "state", "", "file keeping the read offset (default: user cache dir/bulwark/audit/<hash of FILE>.json)")
+	fl.StringVar(&f.accountState, "account-state", "", "file keeping the service-account detector's learned sources (default: --state's path with .accounts.json; \"none\": memory only)")
 	fl.StringArrayVar(&f.ruleFiles, "rules", nil, "extra rule file (Falco format, k8s_audit source), applied after the defaults; repeatable")
 	fl.BoolVar(&f.fromEnd, "from-end", false, "with no saved offset, start at the end of the file instead of its beginning")
 	fl.DurationVar(&f.poll, "poll", 250*time.Millisecond, "how often the file is checked for new lines and rotation")
@@ -125,7 +132,15 @@ func (a *app) runAuditWatch(ctx context.Context, f *auditWatchFlags, path string
 	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
 		return fmt.Errorf("offset directory: %w", err)
 	}
-	proc, err := audit.NewProcessor(audit.Config{Engine: eng, RuleVersion: version, Logger: a.log}, sink)
+	acctCfg := audit.AccountConfig{}
+	acctState := f.accountState
+	if acctState == "" {
+		acctState = strings.TrimSuffix(state, ".json") + ".accounts.json"
+	}
+	if acctState != "none" {
+		acctCfg.Store = audit.NewFileAccountStore(acctState, a.log)
+	}
+	proc, err := audit.NewProcessor(audit.Config{Engine: eng, RuleVersion: version, Logger: a.log, Accounts: acctCfg}, sink)
 	if err != nil {
 		return err
 	}
@@ -134,7 +149,7 @@ func (a *app) runAuditWatch(ctx context.Context, f *auditWatchFlags, path string
 	if err != nil {
 		return err
 	}
-	a.log.Info("following audit log", "path", path, "state", state, "cluster", f.cluster)
+	a.log.Info("following audit log", "path", path, "state", state, "account_state", acctState, "cluster", f.cluster)
 	return fol.Run(ctx)
 }
 

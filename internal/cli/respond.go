@@ -32,7 +32,8 @@ func (a *app) respondCmd() *cobra.Command {
 		Long: `Runs in the cluster and performs the response actions requested in central's
 console or API for this cluster: delete a pod, isolate it (a deny-all
 NetworkPolicy selecting only that pod), scale its workload to zero, cordon a
-node, and undo an isolation or a cordon. It polls central (GET /api/v1/actions?cluster=NAME&state=pending) and
+node, and undo an isolation, a cordon or a scale to zero (restore_scale puts
+back the replica count recorded when it was scaled). It polls central (GET /api/v1/actions?cluster=NAME&state=pending) and
 reports each result, so the cluster needs no inbound port.
 
 Give it an agent token and the ServiceAccount bound to the minimal ClusterRole

@@ -76,6 +76,7 @@ type alertsData struct {
 	*pageData
 	Q, Status, Severity, Source, Cluster, Namespace, Sort, Range string
 	Suppressed                                                   bool
+	Suppression                                                  int64
 	Filtered                                                     bool
 	Rows                                                         []alertRow
 	Pager                                                        pager
@@ -99,6 +100,7 @@ func (c *Console) alertsPage(w http.ResponseWriter, r *http.Request) {
 	lp := readAlertListParams(q)
 	d.Q, d.Status, d.Severity, d.Source, d.Cluster, d.Namespace, d.Range, d.Suppressed = lp.Q, lp.Status, lp.Severity, lp.Source,
 		lp.Cluster, lp.Namespace, lp.Range, lp.Suppressed
+	d.Suppression = lp.Suppression
 	d.Sort = q.sortKey(alertSortKeys, "-last_seen")
 	page := q.page()
 	if q.err != nil {
@@ -112,7 +114,7 @@ func (c *Console) alertsPage(w http.ResponseWriter, r *http.Request) {
 	d.BulkFilter = lp.values()
 	d.MaxBulk = store.MaxBulkAlerts
 	d.Filtered = d.Q != "" || d.Status != "" || d.Severity != "" || d.Source != "" || d.Cluster != "" || d.Namespace != "" ||
-		d.Range != "" || d.Suppressed
+		d.Range != "" || d.Suppressed || d.Suppression != 0
 	list, total, err := c.listOpenAware(r, f, d.Status == "open", store.Page{Limit: per, Offset: (page - 1) * per, Sort: d.Sort})
 	if err != nil {
 		c.storeError(w, r, err)
@@ -378,7 +380,7 @@ func (c *Console) alertPage(w http.ResponseWriter, r *http.Request) {
 			ch.Enabled, ch.Why = false, "the alert names no cluster"
 		case k.NeedsPod() && (a.Namespace == "" || a.Pod == ""):
 			ch.Enabled, ch.Why = false, "the alert names no pod"
-		case k == alerts.ActionScaleToZero && a.Workload == "":
+		case k.NeedsWorkload() && (a.Namespace == "" || a.Workload == ""):
 			ch.Enabled, ch.Why = false, "the alert names no workload"
 		case k == alerts.ActionCordonNode && a.Node == "":
 			ch.Enabled, ch.Why = false, "the alert names no node"
@@ -404,6 +406,8 @@ func actionLabel(k alerts.ActionKind) string {
 		return "Undo isolation"
 	case alerts.ActionUncordonNode:
 		return "Uncordon node"
+	case alerts.ActionRestoreScale:
+		return "Restore replicas"
 	}
 	return string(k)
 }
@@ -412,8 +416,16 @@ func actionTarget(a *alerts.Action) string {
 	switch a.Action {
 	case alerts.ActionCordonNode, alerts.ActionUncordonNode:
 		return a.Cluster + " · node " + a.Node
-	case alerts.ActionScaleToZero:
-		return a.Cluster + " · " + a.Namespace + "/" + a.Workload
+	case alerts.ActionScaleToZero, alerts.ActionRestoreScale:
+		t := a.Cluster + " · " + a.Namespace + "/" + a.Workload
+		if a.Scaled != "" && a.Replicas != nil {
+			if a.Action == alerts.ActionRestoreScale {
+				t += fmt.Sprintf(" · %s back to %d replicas", a.Scaled, *a.Replicas)
+			} else {
+				t += fmt.Sprintf(" · %s was at %d replicas", a.Scaled, *a.Replicas)
+			}
+		}
+		return t
 	}
 	return a.Cluster + " · " + a.Namespace + "/" + a.Pod
 }
@@ -491,30 +503,19 @@ func (c *Console) alertSuppress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalFrom(r.Context())
-	f := r.PostForm
-	sp := store.Suppression{Rule: strings.TrimSpace(f.Get("rule")), Cluster: strings.TrimSpace(f.Get("cluster")),
-		Namespace: strings.TrimSpace(f.Get("namespace")), Workload: strings.TrimSpace(f.Get("workload")),
-		Image: strings.TrimSpace(f.Get("image")), Reason: strings.TrimSpace(f.Get("reason")), CreatedBy: p.Actor}
-	for _, v := range []string{sp.Rule, sp.Cluster, sp.Namespace, sp.Workload, sp.Image, sp.Reason} {
-		if !cleanText(v) {
-			c.alertBack(w, r, id, "error", "The suppression holds invalid characters.")
-			return
-		}
-	}
-	switch e := f.Get("expires"); e {
-	case "never":
-	case "1h", "24h", "168h", "720h":
-		dur, _ := time.ParseDuration(e)
-		sp.ExpiresAt = c.now().Add(dur)
-	default:
-		c.alertBack(w, r, id, "error", "Choose when the suppression expires.")
+	if !canTriage(p) {
+		c.errorPage(w, r, http.StatusForbidden, "Your role cannot change suppressions.")
 		return
 	}
-	apply := f.Get("apply_to_existing") != ""
+	sp, apply, problem := c.readSuppressionForm(r, p.Actor)
+	if problem != "" {
+		c.alertBack(w, r, id, "error", problem)
+		return
+	}
 	created, err := c.st.CreateSuppressionApplied(r.Context(), sp, apply)
 	target := fmt.Sprintf("alert/%d", id)
-	details := map[string]any{"alert": id, "rule": sp.Rule, "cluster": sp.Cluster, "namespace": sp.Namespace, "workload": sp.Workload,
-		"image": sp.Image, "reason": sp.Reason, "expires_at": sp.ExpiresAt, "apply_to_existing": apply, "ok": err == nil}
+	details := suppressionAuditDetails(sp, apply)
+	details["alert"], details["ok"] = id, err == nil
 	if err == nil {
 		target = fmt.Sprintf("suppression/%d", created.ID)
 		details["applied"] = created.Applied

@@ -56,6 +56,12 @@ type Store interface {
 	CreateSuppressionApplied(ctx context.Context, sp store.Suppression, applyToExisting bool) (*store.Suppression, error)
 	ReleaseSuppression(ctx context.Context, id int64, by string) (released, kept int, err error)
 	UndoableActions(ctx context.Context, a *store.Alert) ([]alerts.ActionKind, error)
+	// The suppressions page (suppressions.go).
+	ListSuppressions(ctx context.Context, includeExpired bool) ([]store.Suppression, error)
+	SuppressedOpenCount(ctx context.Context, id int64) (int, error)
+	ExpireSuppression(ctx context.Context, id int64) error
+	DeleteSuppression(ctx context.Context, id int64) error
+	ApplySuppression(ctx context.Context, id int64, by string) (int, error)
 	// Admission decisions (triage.go).
 	ListAdmissionDecisions(ctx context.Context, f store.AdmissionFilter, p store.Page) ([]store.AdmissionDecision, int, error)
 	// Posture reports (posture.go).
@@ -258,6 +264,12 @@ func (c *Console) routes() {
 	m.Handle("POST /alerts/{id}/suppress", c.auth(c.alertSuppress))
 	m.Handle("POST /alerts/{id}/release", c.auth(c.alertRelease))
 	m.Handle("POST /alerts/bulk", c.auth(c.alertsBulk))
+	m.Handle("GET /suppressions", c.auth(c.suppressionsPage))
+	m.Handle("POST /suppressions", c.auth(c.triageOnly(c.suppressionCreate)))
+	m.Handle("POST /suppressions/{id}/expire", c.auth(c.triageOnly(c.suppressionExpire)))
+	m.Handle("POST /suppressions/{id}/delete", c.auth(c.triageOnly(c.suppressionDelete)))
+	m.Handle("POST /suppressions/{id}/apply", c.auth(c.triageOnly(c.suppressionApply)))
+	m.Handle("POST /suppressions/{id}/release", c.auth(c.triageOnly(c.suppressionRelease)))
 	m.Handle("GET /admission", c.auth(c.admissionPage))
 	m.Handle("GET /admission/alert", c.auth(c.admissionAlert))
 	m.Handle("GET /posture", c.auth(c.posturePage))

@@ -24,6 +24,9 @@ import (
 type alertListParams struct {
 	Q, Status, Severity, Source, Cluster, Namespace, Range string
 	Suppressed                                             bool
+	// Suppression lists the alerts one suppression holds (the
+	// suppressions page links here).
+	Suppression int64
 }
 
 func readAlertListParams(q *query) alertListParams {
@@ -39,6 +42,14 @@ func readAlertListParams(q *query) alertListParams {
 	p.Cluster, p.Namespace = q.text("cluster", 255), q.text("namespace", 255)
 	p.Range = q.enum("range", "1h", "24h", "7d", "30d")
 	p.Suppressed = q.flag("suppressed")
+	if v := q.v.Get("suppression"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			q.fail("parameter \"suppression\" must be a suppression id")
+		} else {
+			p.Suppression = id
+		}
+	}
 	return p
 }
 
@@ -58,6 +69,7 @@ func (p alertListParams) filter(now time.Time) store.AlertFilter {
 	if p.Suppressed {
 		f.Suppressed = store.OnlySuppressed
 	}
+	f.SuppressionID = p.Suppression
 	return f
 }
 
@@ -72,6 +84,9 @@ func (p alertListParams) values() []option {
 	}
 	if p.Suppressed {
 		out = append(out, option{Value: "suppressed", Label: "1"})
+	}
+	if p.Suppression != 0 {
+		out = append(out, option{Value: "suppression", Label: strconv.FormatInt(p.Suppression, 10)})
 	}
 	return out
 }

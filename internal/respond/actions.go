@@ -47,41 +47,68 @@ const (
 	policyPrefix   = "bulwark-isolate-"
 )
 
+// Outcome is what an action did: the message to report and, for
+// scale_to_zero, the object scaled and its replica count before (what
+// restore_scale puts back).
+type Outcome struct {
+	Message          string
+	Scaled           string // "Deployment/web"
+	PreviousReplicas *int32
+}
+
+// Result is the outcome as the report central records.
+func (o Outcome) Result() alerts.ActionResult {
+	return alerts.ActionResult{State: alerts.ActionDone, Message: o.Message, Scaled: o.Scaled, PreviousReplicas: o.PreviousReplicas}
+}
+
 // Perform runs one action from central and returns the message to report.
 func Perform(ctx context.Context, cs kubernetes.Interface, a alerts.Action) (string, error) {
+	o, err := Do(ctx, cs, a)
+	return o.Message, err
+}
+
+// Do runs one action from central and returns its outcome.
+func Do(ctx context.Context, cs kubernetes.Interface, a alerts.Action) (Outcome, error) {
 	if a.Action.NeedsPod() && (a.Namespace == "" || a.Pod == "") {
-		return "", fmt.Errorf("%s: %w: no namespace/pod", a.Action, ErrInvalid)
+		return Outcome{}, fmt.Errorf("%s: %w: no namespace/pod", a.Action, ErrInvalid)
 	}
+	msg := func(m string, err error) (Outcome, error) { return Outcome{Message: m}, err }
 	switch a.Action {
 	case alerts.ActionDeletePod:
-		return DeletePod(ctx, cs, a.Namespace, a.Pod)
+		return msg(DeletePod(ctx, cs, a.Namespace, a.Pod))
 	case alerts.ActionIsolatePod:
-		return IsolatePod(ctx, cs, a.Namespace, a.Pod)
+		return msg(IsolatePod(ctx, cs, a.Namespace, a.Pod))
 	case alerts.ActionScaleToZero:
-		msg, err := ScaleToZero(ctx, cs, a.Namespace, a.Pod)
+		o, err := scaleToZero(ctx, cs, a.Namespace, a.Pod)
 		if errors.Is(err, ErrNotFound) && a.Workload != "" {
 			// The pod is gone (maybe deleted by an earlier action) but
 			// the alert named its workload: scale that.
 			kind, name, ok := strings.Cut(a.Workload, "/")
 			if ok {
-				return ScaleWorkload(ctx, cs, a.Namespace, kind, name)
+				return scaleWorkload(ctx, cs, a.Namespace, kind, name)
 			}
 		}
-		return msg, err
+		return o, err
+	case alerts.ActionRestoreScale:
+		if a.Namespace == "" || a.Scaled == "" || a.Replicas == nil {
+			return Outcome{}, fmt.Errorf("restore_scale: %w: no namespace, workload or replica count", ErrInvalid)
+		}
+		kind, name, _ := strings.Cut(a.Scaled, "/")
+		return msg(RestoreScale(ctx, cs, a.Namespace, kind, name, *a.Replicas))
 	case alerts.ActionCordonNode:
 		if a.Node == "" {
-			return "", fmt.Errorf("cordon_node: %w: no node", ErrInvalid)
+			return Outcome{}, fmt.Errorf("cordon_node: %w: no node", ErrInvalid)
 		}
-		return CordonNode(ctx, cs, a.Node)
+		return msg(CordonNode(ctx, cs, a.Node))
 	case alerts.ActionUnisolatePod:
-		return UnisolatePod(ctx, cs, a.Namespace, a.Pod)
+		return msg(UnisolatePod(ctx, cs, a.Namespace, a.Pod))
 	case alerts.ActionUncordonNode:
 		if a.Node == "" {
-			return "", fmt.Errorf("uncordon_node: %w: no node", ErrInvalid)
+			return Outcome{}, fmt.Errorf("uncordon_node: %w: no node", ErrInvalid)
 		}
-		return UncordonNode(ctx, cs, a.Node)
+		return msg(UncordonNode(ctx, cs, a.Node))
 	}
-	return "", fmt.Errorf("%w: unknown action %q", ErrInvalid, a.Action)
+	return Outcome{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, a.Action)
 }
 
 // DeletePod deletes the pod; its controller (if any) starts a fresh one from
@@ -200,22 +227,27 @@ func PolicyName(pod string) string {
 // Jobs and bare pods have no replica count: ErrNotScalable, saying what to
 // do instead.
 func ScaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string) (string, error) {
+	o, err := scaleToZero(ctx, cs, ns, name)
+	return o.Message, err
+}
+
+func scaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string) (Outcome, error) {
 	pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("scale workload of pod %s/%s: %w", ns, name, ErrNotFound)
+		return Outcome{}, fmt.Errorf("scale workload of pod %s/%s: %w", ns, name, ErrNotFound)
 	}
 	if err != nil {
-		return "", fmt.Errorf("scale workload of pod %s/%s: get pod: %w", ns, name, err)
+		return Outcome{}, fmt.Errorf("scale workload of pod %s/%s: get pod: %w", ns, name, err)
 	}
 	owner := metav1.GetControllerOf(pod)
 	if owner == nil {
-		return "", fmt.Errorf("scale workload of pod %s/%s: %w: a bare pod has no controller (delete it instead)", ns, name, ErrNotScalable)
+		return Outcome{}, fmt.Errorf("scale workload of pod %s/%s: %w: a bare pod has no controller (delete it instead)", ns, name, ErrNotScalable)
 	}
 	kind, oname := owner.Kind, owner.Name
 	if kind == "ReplicaSet" && apiGroup(owner.APIVersion) == "apps" {
 		rs, err := cs.AppsV1().ReplicaSets(ns).Get(ctx, oname, metav1.GetOptions{})
 		if err != nil {
-			return "", fmt.Errorf("scale workload of pod %s/%s: get ReplicaSet %s: %w", ns, name, oname, err)
+			return Outcome{}, fmt.Errorf("scale workload of pod %s/%s: get ReplicaSet %s: %w", ns, name, oname, err)
 		}
 		if d := metav1.GetControllerOf(rs); d != nil && d.Kind == "Deployment" && apiGroup(d.APIVersion) == "apps" {
 			kind, oname = d.Kind, d.Name
@@ -223,47 +255,97 @@ func ScaleToZero(ctx context.Context, cs kubernetes.Interface, ns, name string) 
 	} else if apiGroup(owner.APIVersion) != "apps" {
 		kind = owner.APIVersion + " " + owner.Kind
 	}
-	return ScaleWorkload(ctx, cs, ns, kind, oname)
+	return scaleWorkload(ctx, cs, ns, kind, oname)
 }
 
 // ScaleWorkload sets an apps/v1 Deployment, StatefulSet or ReplicaSet to
 // zero replicas; already at zero is success.
 func ScaleWorkload(ctx context.Context, cs kubernetes.Interface, ns, kind, name string) (string, error) {
-	type scaler interface {
-		GetScale(ctx context.Context, name string, opts metav1.GetOptions) (*autoscalingv1.Scale, error)
-		UpdateScale(ctx context.Context, name string, scale *autoscalingv1.Scale, opts metav1.UpdateOptions) (*autoscalingv1.Scale, error)
-	}
-	var s scaler
+	o, err := scaleWorkload(ctx, cs, ns, kind, name)
+	return o.Message, err
+}
+
+type scaler interface {
+	GetScale(ctx context.Context, name string, opts metav1.GetOptions) (*autoscalingv1.Scale, error)
+	UpdateScale(ctx context.Context, name string, scale *autoscalingv1.Scale, opts metav1.UpdateOptions) (*autoscalingv1.Scale, error)
+}
+
+// scalerFor is the scale subresource of a scalable workload kind.
+func scalerFor(cs kubernetes.Interface, ns, kind, name string) (scaler, error) {
 	switch kind {
 	case "Deployment":
-		s = cs.AppsV1().Deployments(ns)
+		return cs.AppsV1().Deployments(ns), nil
 	case "StatefulSet":
-		s = cs.AppsV1().StatefulSets(ns)
+		return cs.AppsV1().StatefulSets(ns), nil
 	case "ReplicaSet":
-		s = cs.AppsV1().ReplicaSets(ns)
+		return cs.AppsV1().ReplicaSets(ns), nil
 	case "DaemonSet":
-		return "", fmt.Errorf("scale %s %s/%s: %w: a DaemonSet runs one pod per node (cordon the node or delete the DaemonSet)", kind, ns, name, ErrNotScalable)
+		return nil, fmt.Errorf("scale %s %s/%s: %w: a DaemonSet runs one pod per node (cordon the node or delete the DaemonSet)", kind, ns, name, ErrNotScalable)
 	case "Job", "CronJob":
-		return "", fmt.Errorf("scale %s %s/%s: %w: suspend or delete the %s instead", kind, ns, name, ErrNotScalable, kind)
-	default:
-		return "", fmt.Errorf("scale %s %s/%s: %w: unsupported controller", kind, ns, name, ErrNotScalable)
+		return nil, fmt.Errorf("scale %s %s/%s: %w: suspend or delete the %s instead", kind, ns, name, ErrNotScalable, kind)
+	}
+	return nil, fmt.Errorf("scale %s %s/%s: %w: unsupported controller", kind, ns, name, ErrNotScalable)
+}
+
+func scaleWorkload(ctx context.Context, cs kubernetes.Interface, ns, kind, name string) (Outcome, error) {
+	s, err := scalerFor(cs, ns, kind, name)
+	if err != nil {
+		return Outcome{}, err
 	}
 	sc, err := s.GetScale(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("scale %s %s/%s: %w", kind, ns, name, ErrNotFound)
+		return Outcome{}, fmt.Errorf("scale %s %s/%s: %w", kind, ns, name, ErrNotFound)
 	}
 	if err != nil {
-		return "", fmt.Errorf("scale %s %s/%s: get scale: %w", kind, ns, name, err)
-	}
-	if sc.Spec.Replicas == 0 {
-		return fmt.Sprintf("%s %s/%s already at 0 replicas", kind, ns, name), nil
+		return Outcome{}, fmt.Errorf("scale %s %s/%s: get scale: %w", kind, ns, name, err)
 	}
 	was := sc.Spec.Replicas
+	o := Outcome{Scaled: kind + "/" + name, PreviousReplicas: &was}
+	if was == 0 {
+		o.Message = fmt.Sprintf("%s %s/%s already at 0 replicas", kind, ns, name)
+		return o, nil
+	}
 	sc.Spec.Replicas = 0 // resourceVersion kept: a concurrent change makes this a conflict, not a lost update
 	if _, err := s.UpdateScale(ctx, name, sc, metav1.UpdateOptions{}); err != nil {
-		return "", fmt.Errorf("scale %s %s/%s to 0: %w", kind, ns, name, err)
+		return Outcome{}, fmt.Errorf("scale %s %s/%s to 0: %w", kind, ns, name, err)
 	}
-	return fmt.Sprintf("%s %s/%s scaled from %d to 0 replicas", kind, ns, name, was), nil
+	o.Message = fmt.Sprintf("%s %s/%s scaled from %d to 0 replicas", kind, ns, name, was)
+	return o, nil
+}
+
+// RestoreScale undoes ScaleToZero: it sets the workload back to replicas
+// through the scale subresource — only while it is still at zero. A
+// workload someone scaled since (to any other count) is left as it is:
+// the undo must not override a later decision, and its goal (the workload
+// no longer held at zero by Bulwark) is reached. A workload at the count
+// already is success too, so a repeated restore is harmless.
+func RestoreScale(ctx context.Context, cs kubernetes.Interface, ns, kind, name string, replicas int32) (string, error) {
+	if replicas <= 0 {
+		return "", fmt.Errorf("restore %s %s/%s: %w: replica count %d", kind, ns, name, ErrInvalid, replicas)
+	}
+	s, err := scalerFor(cs, ns, kind, name)
+	if err != nil {
+		return "", err
+	}
+	sc, err := s.GetScale(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("restore %s %s/%s: %w", kind, ns, name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("restore %s %s/%s: get scale: %w", kind, ns, name, err)
+	}
+	switch cur := sc.Spec.Replicas; {
+	case cur == replicas:
+		return fmt.Sprintf("%s %s/%s already at %d replicas", kind, ns, name, replicas), nil
+	case cur != 0:
+		return fmt.Sprintf("%s %s/%s left at %d replicas: scaled by someone else since it was scaled to zero (not restored to %d)",
+			kind, ns, name, cur, replicas), nil
+	}
+	sc.Spec.Replicas = replicas // resourceVersion kept: a concurrent change is a conflict
+	if _, err := s.UpdateScale(ctx, name, sc, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("restore %s %s/%s to %d replicas: %w", kind, ns, name, replicas, err)
+	}
+	return fmt.Sprintf("%s %s/%s restored from 0 to %d replicas", kind, ns, name, replicas), nil
 }
 
 // CordonNode marks the node unschedulable, as `kubectl cordon` does; its

@@ -184,9 +184,9 @@ func (a *Agent) Poll(ctx context.Context) (int, error) {
 				Message: fmt.Sprintf("responder for cluster %q refused an action for cluster %q", a.Cluster, act.Cluster)}
 		} else {
 			actx, cancel := context.WithTimeout(ctx, timeout)
-			msg, err := Perform(actx, a.Kube, act)
+			o, err := Do(actx, a.Kube, act)
 			cancel()
-			res.Message = msg
+			res = o.Result()
 			if err != nil {
 				res = alerts.ActionResult{State: alerts.ActionFailed, Message: err.Error()}
 			}

@@ -1,6 +1,7 @@
 // Package respond performs Bulwark's response actions on a cluster — delete
 // a pod, isolate it behind a deny-all NetworkPolicy, scale its workload to
-// zero, cordon a node — and runs the in-cluster agent (`bulwark respond`)
+// zero, cordon a node, and undo the last three (unisolate, restore the
+// replica count, uncordon) — and runs the in-cluster agent (`bulwark respond`)
 // that pulls pending actions from central and reports their results.
 //
 // Pull, not push: the agent polls central over HTTPS with an agent token, so

@@ -11,7 +11,10 @@ import (
 
 // exportCollector reads the exports' delivery series from the store at
 // scrape time: every replica delivers from the same log and cursors, so a
-// count kept in this process would miss what the others delivered.
+// count kept in this process would miss what the others delivered. The
+// lag comes from store.ExportLagStats, bounded work per export whatever
+// the backlog (cursor and head positions, a sample of store.LagSample
+// records), not the exact filtered count of the API's status.
 type exportCollector struct{ st *store.Store }
 
 var (
@@ -24,11 +27,13 @@ var (
 	exportDeadDesc = prometheus.NewDesc("bulwark_export_dead_letters",
 		"Dead letters kept for an export (listed and retried through the API).", []string{"export", "type"}, nil)
 	exportPendingDesc = prometheus.NewDesc("bulwark_export_pending_records",
-		"Records after the export's cursor that its filter takes (waiting or being delivered).", []string{"export", "type"}, nil)
+		"Records after the export's cursor that its filter takes (waiting or being delivered); "+
+			"beyond the first 2,000 behind, estimated from the share of those its filter takes.", []string{"export", "type"}, nil)
 	exportLagDesc = prometheus.NewDesc("bulwark_export_lag_records",
 		"Export log records after the export's cursor (records behind the head, whatever the filter).", []string{"export", "type"}, nil)
 	exportOldestDesc = prometheus.NewDesc("bulwark_export_oldest_undelivered_seconds",
-		"Age of the export's oldest undelivered record (0 when none).", []string{"export", "type"}, nil)
+		"Age of the export's oldest undelivered record its filter takes (0 when none; an upper bound when none of the "+
+			"first 2,000 records behind is taken).", []string{"export", "type"}, nil)
 	exportFailingDesc = prometheus.NewDesc("bulwark_export_consecutive_failures",
 		"Consecutive failed deliveries of an export (0 when its last delivery worked).", []string{"export", "type"}, nil)
 )
@@ -55,7 +60,7 @@ func (c *exportCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(exportFailedDesc, prometheus.CounterValue, float64(e.Failed), l...)
 		ch <- prometheus.MustNewConstMetric(exportDeadTotalDesc, prometheus.CounterValue, float64(e.DeadTotal), l...)
 		ch <- prometheus.MustNewConstMetric(exportFailingDesc, prometheus.GaugeValue, float64(e.Failures), l...)
-		st, err := c.st.ExportOutboxStats(ctx, e.ID)
+		st, err := c.st.ExportLagStats(ctx, e.ID)
 		if err != nil {
 			ch <- prometheus.NewInvalidMetric(exportPendingDesc, err)
 			continue

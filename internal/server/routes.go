@@ -131,6 +131,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/suppressions/{id}/matches", authToken, rolesRead, "", s.suppressionMatches},
 		{"POST", "/api/v1/suppressions/{id}/apply", authToken, rolesTriage, "suppression.apply", s.applySuppression},
 		{"POST", "/api/v1/suppressions/{id}/release", authToken, rolesTriage, "suppression.release", s.releaseSuppression},
+		{"POST", "/api/v1/suppressions/{id}/expire", authToken, rolesTriage, "suppression.expire", s.expireSuppression},
 
 		{"POST", "/api/v1/admission/decisions", authToken, rolesAdmissionPost, "admission.decisions", s.postAdmissionDecisions},
 		{"GET", "/api/v1/admission/decisions", authToken, rolesRead, "", s.listAdmissionDecisions},

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.ActionKind, reason, by string) (*alerts.Action, error) {
 	op := fmt.Sprintf("request %s on alert %d", kind, alertID)
 	if !kind.Valid() {
-		return nil, fmt.Errorf("%s: %w", op, invalid("action %q (want delete_pod, isolate_pod, scale_to_zero, cordon_node, unisolate_pod or uncordon_node)", kind))
+		return nil, fmt.Errorf("%s: %w", op, invalid("action %q (want delete_pod, isolate_pod, scale_to_zero, cordon_node, unisolate_pod, uncordon_node or restore_scale)", kind))
 	}
 	if by == "" {
 		return nil, fmt.Errorf("%s: %w", op, invalid("who requested the action is required"))
@@ -44,16 +46,24 @@ func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.Act
 			return invalid("the alert names no cluster to act in")
 		case kind.NeedsPod() && (a.Namespace == "" || a.Pod == ""):
 			return invalid("the alert names no pod (namespace and pod are required for %s)", kind)
-		case kind == alerts.ActionScaleToZero && a.Workload == "":
-			return invalid("the alert names no workload to scale")
+		case kind.NeedsWorkload() && (a.Namespace == "" || a.Workload == ""):
+			return invalid("the alert names no workload (namespace and workload are required for %s)", kind)
 		case kind.NeedsNode() && a.Node == "":
 			return invalid("the alert names no node to %s", strings.TrimSuffix(string(kind), "_node"))
 		}
+		var scaled string
+		var replicas *int32
 		if undone := kind.Undoes(); undone != "" {
 			// An undo needs something to undo: the action it reverses done
 			// on the same target (from this alert or another one).
-			if err := s.undoable(ctx, tx, undone, a); err != nil {
+			src, err := s.undoable(ctx, tx, undone, a)
+			if err != nil {
 				return err
+			}
+			if kind == alerts.ActionRestoreScale {
+				// The count to restore goes into the action record, so
+				// the responder needs nothing but the action.
+				scaled, replicas = src.Scaled, src.Replicas
 			}
 		}
 		var dup int64
@@ -68,8 +78,10 @@ func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.Act
 		now := s.now()
 		var id int64
 		err = s.queryRow(ctx, tx, `INSERT INTO response_actions (alert_id, action, cluster, namespace, pod, workload, node,
-			reason, state, requested_by, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id`,
-			alertID, string(kind), a.Cluster, a.Namespace, a.Pod, a.Workload, a.Node, reason, by, s.ts(now)).Scan(&id)
+			reason, state, requested_by, requested_at, scaled, replicas) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
+			RETURNING id`,
+			alertID, string(kind), a.Cluster, a.Namespace, a.Pod, a.Workload, a.Node, reason, by, s.ts(now), scaled,
+			nullInt32(replicas)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -83,28 +95,39 @@ func (s *Store) CreateAction(ctx context.Context, alertID int64, kind alerts.Act
 }
 
 // undoable checks that action undone was performed (done) on a's target —
-// the pod (cluster, namespace, pod) or the node (cluster, node) — and not
-// already undone since.
-func (s *Store) undoable(ctx context.Context, tx querier, undone alerts.ActionKind, a *Alert) error {
+// the pod (cluster, namespace, pod), the node (cluster, node) or, for
+// scale_to_zero, the workload (cluster, namespace, workload) — and not
+// already undone since, and returns that action. A scale_to_zero undoes
+// only when it changed something: it must have reported a replica count
+// above zero (one that found the workload already at zero is skipped, so
+// the restore goes back to the count before the first one).
+func (s *Store) undoable(ctx context.Context, tx querier, undone alerts.ActionKind, a *Alert) (*alerts.Action, error) {
 	undo := string(undoOf(undone))
 	var q string
 	var args []any
-	if undone.NeedsNode() {
+	switch {
+	case undone.NeedsNode():
 		q, args = `cluster = ? AND node = ?`, []any{a.Cluster, a.Node}
-	} else {
+	case undone == alerts.ActionScaleToZero:
+		q, args = `cluster = ? AND namespace = ? AND workload = ?`, []any{a.Cluster, a.Namespace, a.Workload}
+	default:
 		q, args = `cluster = ? AND namespace = ? AND pod = ?`, []any{a.Cluster, a.Namespace, a.Pod}
 	}
+	doCond := `action = ?`
+	if undone == alerts.ActionScaleToZero {
+		doCond += ` AND replicas > 0 AND scaled <> ''`
+	}
 	var lastDo, lastUndo int64
-	err := s.queryRow(ctx, tx, `SELECT COALESCE(MAX(CASE WHEN action = ? THEN id END), 0),
+	err := s.queryRow(ctx, tx, `SELECT COALESCE(MAX(CASE WHEN `+doCond+` THEN id END), 0),
 		COALESCE(MAX(CASE WHEN action = ? THEN id END), 0) FROM response_actions WHERE state = 'done' AND `+q,
 		append([]any{string(undone), undo}, args...)...).Scan(&lastDo, &lastUndo)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if lastDo == 0 || lastUndo > lastDo {
-		return invalid("nothing to undo: no %s was done on this target since the last %s", undone, undo)
+		return nil, invalid("nothing to undo: no %s was done on this target since the last %s", undone, undo)
 	}
-	return nil
+	return scanAction(s.queryRow(ctx, tx, `SELECT `+actionCols+` FROM response_actions WHERE id = ?`, lastDo))
 }
 
 // undoOf is the action that reverses k ("" for none).
@@ -123,10 +146,11 @@ func (s *Store) UndoableActions(ctx context.Context, a *Alert) ([]alerts.ActionK
 	var out []alerts.ActionKind
 	for _, k := range alerts.ActionKinds {
 		undone := k.Undoes()
-		if undone == "" || a.Cluster == "" || (k.NeedsNode() && a.Node == "") || (k.NeedsPod() && (a.Namespace == "" || a.Pod == "")) {
+		if undone == "" || a.Cluster == "" || (k.NeedsNode() && a.Node == "") || (k.NeedsPod() && (a.Namespace == "" || a.Pod == "")) ||
+			(k.NeedsWorkload() && (a.Namespace == "" || a.Workload == "")) {
 			continue
 		}
-		err := s.undoable(ctx, s.r, undone, a)
+		_, err := s.undoable(ctx, s.r, undone, a)
 		switch {
 		case err == nil:
 			out = append(out, k)
@@ -138,15 +162,19 @@ func (s *Store) UndoableActions(ctx context.Context, a *Alert) ([]alerts.ActionK
 }
 
 const actionCols = `id, alert_id, action, cluster, namespace, pod, workload, node, reason, state, requested_by, requested_at,
-	message, completed_by, completed_at`
+	message, completed_by, completed_at, scaled, replicas`
 
 func scanAction(sc scanner) (*alerts.Action, error) {
 	var a alerts.Action
 	var kind, state string
 	var done time.Time
+	var replicas sql.NullInt32
 	if err := sc.Scan(&a.ID, &a.AlertID, &kind, &a.Cluster, &a.Namespace, &a.Pod, &a.Workload, &a.Node, &a.Reason, &state,
-		&a.RequestedBy, tcol(&a.RequestedAt), &a.Message, &a.CompletedBy, tcol(&done)); err != nil {
+		&a.RequestedBy, tcol(&a.RequestedAt), &a.Message, &a.CompletedBy, tcol(&done), &a.Scaled, &replicas); err != nil {
 		return nil, err
+	}
+	if replicas.Valid {
+		a.Replicas = &replicas.Int32
 	}
 	a.Action, a.State = alerts.ActionKind(kind), alerts.ActionState(state)
 	if !done.IsZero() {
@@ -236,6 +264,18 @@ func (s *Store) CompleteAction(ctx context.Context, id int64, r alerts.ActionRes
 			string(r.State), r.Message, by, s.ts(s.now()), id); err != nil {
 			return err
 		}
+		if cur.Action == alerts.ActionScaleToZero && r.State == alerts.ActionDone {
+			// What was scaled and from how many replicas: what a later
+			// restore_scale puts back.
+			scaled, prev := r.Scaled, r.PreviousReplicas
+			if prev == nil || scaled == "" {
+				scaled, prev = scaledFromMessage(r.Message)
+			}
+			if _, err := s.exec(ctx, tx, `UPDATE response_actions SET scaled = ?, replicas = ? WHERE id = ?`,
+				scaled, nullInt32(prev), id); err != nil {
+				return err
+			}
+		}
 		out, err = scanAction(s.queryRow(ctx, tx, `SELECT `+actionCols+` FROM response_actions WHERE id = ?`, id))
 		return err
 	})
@@ -243,4 +283,33 @@ func (s *Store) CompleteAction(ctx context.Context, id int64, r alerts.ActionRes
 		return nil, s.wrapErr(op, err)
 	}
 	return out, nil
+}
+
+// scaleMessage is what responders before restore_scale reported for a
+// scale_to_zero ("Deployment shop/web scaled from 3 to 0 replicas"); their
+// results carry no structured count, so it is read from the message.
+var scaleMessage = regexp.MustCompile(`^(Deployment|StatefulSet|ReplicaSet) [^/ ]+/([^ ]+) scaled from ([0-9]{1,9}) to 0 replicas$`)
+
+// scaledFromMessage reads the scaled object and the count before from an
+// older responder's message (nil when it is not one).
+func scaledFromMessage(msg string) (string, *int32) {
+	m := scaleMessage.FindStringSubmatch(msg)
+	if m == nil {
+		return "", nil
+	}
+	n, err := strconv.ParseInt(m[3], 10, 32)
+	target := m[1] + "/" + m[2]
+	if err != nil || !alerts.ValidScaleTarget(target) {
+		return "", nil
+	}
+	v := int32(n)
+	return target, &v
+}
+
+// nullInt32 is a nullable INTEGER argument.
+func nullInt32(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return int64(*p)
 }
