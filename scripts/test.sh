@@ -17,11 +17,12 @@ need_apt=()
 # npm: the npm test image. chromium: the console's browser tests.
 # rsyslog + rsyslog-gnutls: the syslog exporter's tests run a real rsyslogd (UDP, TCP, TLS).
 # runc + busybox-static: the sensor's tests start real containers (internal/sensor/probe/runctest).
+# containerd: the sensor's CRI attribution tests run a real containerd (internal/sensor/enrich/critest).
 for pkg_bin in debootstrap:debootstrap debian-archive-keyring:/usr/share/keyrings/debian-archive-keyring.gpg \
   binutils:objcopy postgresql:/usr/lib/postgresql/15/bin/initdb \
   liblog4j2-java:/usr/share/java/log4j-core.jar npm:npm chromium:/usr/bin/chromium fonts-liberation:/usr/share/fonts/truetype/liberation \
   rsyslog:/usr/sbin/rsyslogd rsyslog-gnutls:/usr/share/doc/rsyslog-gnutls \
-  runc:runc busybox-static:/usr/share/doc/busybox-static; do
+  runc:runc busybox-static:/usr/share/doc/busybox-static containerd:containerd; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   case $bin in
     /*) [ -e "$bin" ] || need_apt+=("$pkg") ;;

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +55,8 @@ type sensorFlags struct {
 	ringBufferBytes uint32
 	runtimeState    []string
 	noRuntimeState  bool
+	criSocket       string
+	noCRI           bool
 	stateDir        string
 	noScriptDrift   bool
 	preventUnknown  bool
@@ -87,10 +91,18 @@ pod, container; '*' globs; several keys in one selector must all match).
 Scripts from a container's writable layer run by an interpreter (./x.sh,
 sh /tmp/x.sh, python3 /tmp/x.py) are detected, not prevented.
 
-Containers: names and images come from the container runtime's own state
-(--runtime-state: runc/crun state files and the CRI annotations containerd
-and CRI-O write into each container's OCI config; the CRI gRPC socket is not
-used), merged with the pod informer's workload, labels and digest.
+Containers: each container is named by up to three sources, asked in this
+order and merged field by field (an earlier source wins):
+  1. the runtime's state files (--runtime-state): runc/crun state and the
+     CRI annotations containerd and CRI-O write into each container's OCI
+     config — local reads, also for containers outside Kubernetes;
+  2. the runtime's CRI socket (--cri-socket; by default the first of
+     /run/containerd/containerd.sock, /run/crio/crio.sock,
+     /var/run/cri-dockerd.sock that exists): pod uid, pod labels and the
+     image digest the runtime resolved, asked once per container off the
+     event path;
+  3. the Kubernetes API (pod informer): workload, labels, digest.
+--no-runtime-state, --no-cri and --no-kube turn a source off.
 
 Learned listener ports are kept in --state-dir across restarts.`,
 		Example: `  # alerts as JSON lines on stdout, default rules
@@ -165,6 +177,9 @@ func (a *app) sensorFlags(cmd *cobra.Command, f *sensorFlags, live bool) {
 	fl.StringSliceVar(&f.allowListeners, "allow-listener", nil, "IMAGE-GLOB=PORT[,PORT] always allowed to listen (repeatable)")
 	fl.StringSliceVar(&f.runtimeState, "runtime-state", enrich.DefaultRuntimeRoots(), "OCI runtime state roots read for container names and images (runc/crun state + CRI annotations; repeatable)")
 	fl.BoolVar(&f.noRuntimeState, "no-runtime-state", false, "do not read the container runtime's state for attribution")
+	fl.StringVar(&f.criSocket, "cri-socket", "", "container runtime's CRI socket asked for pod, image and digest (default: the first found of "+
+		strings.Join(enrich.DefaultCRISockets(), ", ")+")")
+	fl.BoolVar(&f.noCRI, "no-cri", false, "do not ask the container runtime's CRI socket for attribution")
 	fl.IntVar(&f.queueSize, "queue-size", 65536, "events queued between the ring buffer and the rules; beyond it events are dropped and counted")
 	if live {
 		fl.StringSliceVar(&f.driftPrevent, "drift-prevent", nil, "kill drift executions in containers matching namespace=G,image=G,pod=G,container=G (repeatable)")
@@ -375,6 +390,12 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 		defer p.Close()
 		if prev != nil {
 			prev.Preventer = p
+			// Decisions of exited containers are pruned from the probe's map.
+			if alive, err := sensor.CgroupAlive(""); err == nil {
+				prev.Alive = alive
+			} else {
+				log.Warn("drift prevention: decisions of exited containers will not be pruned", "err", err)
+			}
 			// The probe's cgroup resolver knows each container's cgroup from
 			// its events: no walk of the cgroup tree per container.
 			if r, ok := p.Containers().(interface{ CgroupIDOf(string) (uint64, bool) }); ok {
@@ -390,13 +411,23 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	}
 
 	// Enrichment: the runtime's own state first (image and container names as
-	// the runtime started them, also for containers outside Kubernetes), then
-	// the pod informer (workload, labels, digest); answers are merged.
+	// the runtime started them, also for containers outside Kubernetes; a
+	// local read), then the runtime's CRI socket (pod uid and labels, image
+	// digest; a round trip, asked off the event path), then the pod informer
+	// (workload, labels, digest); answers are merged in that order.
 	var resolvers []enrich.Resolver
 	var runtime *enrich.Runtime
 	if !f.noRuntimeState && len(f.runtimeState) > 0 {
 		runtime = enrich.NewRuntime(enrich.RuntimeConfig{Roots: f.runtimeState})
 		resolvers = append(resolvers, runtime)
+	}
+	cri, err := newCRIResolver(f, log)
+	if err != nil {
+		return err
+	}
+	if cri != nil {
+		defer cri.Close()
+		resolvers = append(resolvers, cri)
 	}
 	var kube *enrich.Kube
 	if !f.noKube {
@@ -448,6 +479,11 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 			extra["runtime_state_lookups_total"] = func() float64 { return float64(runtime.Stats().Lookups) }
 			extra["runtime_state_errors_total"] = func() float64 { return float64(runtime.Stats().Errors) }
 		}
+		if cri != nil {
+			extra["cri_lookups_total"] = func() float64 { return float64(cri.Stats().Lookups) }
+			extra["cri_calls_total"] = func() float64 { return float64(cri.Stats().Calls) }
+			extra["cri_errors_total"] = func() float64 { return float64(cri.Stats().Errors) }
+		}
 		if sd := cfg.ScriptDrift; sd != nil {
 			extra["script_checks_total"] = func() float64 { return float64(sd.Checked.Load()) }
 			extra["script_drift_total"] = func() float64 { return float64(sd.Found.Load()) }
@@ -464,6 +500,34 @@ func (a *app) runSensor(ctx context.Context, cmd *cobra.Command, f *sensorFlags,
 	}
 	log.Info("sensor running", "node", node, "rules", len(eng.Rules()), "skipped", len(eng.Skipped()))
 	return s.Run(ctx, p)
+}
+
+// newCRIResolver returns the CRI resolver the flags ask for, or nil. With
+// no --cri-socket the usual runtimes' sockets are tried and none found is
+// not an error (logged once: attribution then comes from the runtime state
+// and the Kubernetes API). A --cri-socket that is not there yet is logged and
+// kept: the resolver connects when the runtime creates it.
+func newCRIResolver(f *sensorFlags, log *slog.Logger) (*enrich.CRI, error) {
+	if f.noCRI {
+		return nil, nil
+	}
+	sock := f.criSocket
+	if sock == "" {
+		found, err := enrich.FindCRISocket(enrich.DefaultCRISockets())
+		if err != nil {
+			log.Info("no CRI socket: containers are attributed from the runtime state and the Kubernetes API only", "err", err)
+			return nil, nil
+		}
+		sock = found
+	} else if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		log.Warn("--cri-socket is not a socket (yet): lookups fail until the runtime creates it", "socket", sock)
+	}
+	cri, err := enrich.NewCRI(enrich.CRIConfig{Socket: sock, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("--cri-socket: %w", err)
+	}
+	log.Info("attributing containers through the CRI socket", "socket", cri.Socket())
+	return cri, nil
 }
 
 func (a *app) replay(ctx context.Context, s *sensor.Sensor, path string, cmd *cobra.Command) error {

@@ -214,15 +214,7 @@ func TestSensorLive(t *testing.T) {
 		data, _ := os.ReadFile(out)
 		found = strings.Contains(string(data), "bulwark_alerttest_cli from-cli-test")
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("exit %d: %s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("sensor did not stop on cancel")
-	}
+	stopSensor(t, cancel, done, &stderr)
 	if !found {
 		t.Fatalf("no Test alert for the host exec in --output; stderr:\n%s", stderr.String())
 	}

@@ -10,13 +10,17 @@
 // event — the event goes on with its container id only, and later events of
 // the container are enriched. A full lookup queue is a counted drop.
 //
-// Resolvers: Runtime reads the container runtime's own state on the node
-// (runc state.json / crun status and the CRI annotations containerd and
-// CRI-O write into the OCI config: pod, namespace, container, image) and
-// Kube indexes the node's pods from the API (workload, labels, digest).
-// Both are Local; answers are merged in resolver order (Merge). The
-// CRI gRPC socket is not used (k8s.io/cri-api + gRPC: +12.6 MB; see
-// internal/sensor/STATUS.md).
+// Resolvers, in the sensor's order: Runtime reads the container runtime's
+// own state on the node (runc state.json / crun status and the CRI
+// annotations containerd and CRI-O write into the OCI config: pod,
+// namespace, container, image; Local); CRI asks the runtime's CRI socket
+// (k8s.io/cri-api runtime.v1 over gRPC: ContainerStatus, ListContainers,
+// PodSandboxStatus — pod uid and labels, the image digest the runtime
+// resolved, the sandbox container recognised; asynchronous); Kube indexes
+// the node's pods from the API (workload, labels, digest; Local). Answers
+// are merged in resolver order (Merge). Runtime and CRI keep their own
+// bounded LRU of answers (answerCache). critest runs a real containerd
+// for the tests.
 //
 // This package must not import the probe or the rules engine's internals;
 // it fills rules.Event fields and nothing else.

@@ -22,6 +22,10 @@ type Info struct {
 	Labels        []string // "key:value", as Falco renders k8s.pod.labels
 	Workload      string   // Kind/name of the owning workload, e.g. Deployment/web
 	Privileged    bool
+	PodUID        string // metadata.uid of the pod
+	// Sandbox: the container is the pod's sandbox ("pause") container, not
+	// one of the pod spec's; its events are the pod infrastructure's.
+	Sandbox bool
 }
 
 // ErrNotFound is returned by a resolver that does not know the container.

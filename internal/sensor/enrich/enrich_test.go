@@ -16,8 +16,10 @@ import (
 
 const cid = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
 
-// slowResolver stands in for a remote runtime lookup (a CRI socket is not
-// available here): it answers after a delay, and counts calls.
+// slowResolver stands in for a slow remote lookup, to test the Enricher's
+// queueing and timing (the real remote resolver, CRI, is tested against a
+// real containerd in cri_containerd_test.go): it answers after a delay, and
+// counts calls.
 type slowResolver struct {
 	delay time.Duration
 	calls atomic.Int32

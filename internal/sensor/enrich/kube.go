@@ -135,7 +135,7 @@ func (k *Kube) Observe(p *corev1.Pod) {
 			continue
 		}
 		infos[id] = &Info{ContainerName: cs.Name, Pod: p.Name, Namespace: p.Namespace, Image: cs.Image,
-			ImageDigest: digest(cs.ImageID), Labels: labels, Workload: workload, Privileged: privileged[cs.Name]}
+			ImageDigest: digest(cs.ImageID), Labels: labels, Workload: workload, Privileged: privileged[cs.Name], PodUID: uid}
 	}
 	k.mu.Lock()
 	old := k.ids[uid]

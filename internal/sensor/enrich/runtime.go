@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,13 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
 
 // Runtime attributes a container from the OCI runtime's own state on this
-// node, with no daemon socket and no new dependency: every runc-based
+// node, with no daemon socket: every runc-based
 // runtime keeps one directory per container under its state root, and the
 // CRI layers write the pod, namespace, container and image names into the
 // OCI config as annotations.
@@ -56,16 +54,13 @@ import (
 // so a symlink in a state directory cannot lead the read outside the root;
 // files are opened non-blocking (a FIFO cannot stall the sensor), must be
 // regular files and are read up to MaxStateBytes / MaxConfigBytes; the
-// container id must be a plain file name. The CRI gRPC socket is not used:
-// k8s.io/cri-api + gRPC add ~12.6 MB to the binary (STATUS.md), and the
-// runtime's state files carry the same names locally.
+// container id must be a plain file name. It is asked before the CRI socket
+// (CRI): a local read, no daemon round trip, and it also names containers
+// of runtimes with no CRI socket.
 type Runtime struct {
-	cfg RuntimeConfig
+	cfg   RuntimeConfig
+	cache *answerCache[*ContainerState] // nil state: not found (with the error)
 
-	mu    sync.Mutex
-	lru   *list.List // of *rtEntry, most recent first
-	byID  map[string]*list.Element
-	stats RuntimeStats
 }
 
 // RuntimeConfig configures a Runtime resolver.
@@ -112,13 +107,6 @@ type RuntimeStats struct {
 	Lookups, Hits, NotFound, Errors uint64
 }
 
-type rtEntry struct {
-	id      string
-	st      *ContainerState // nil: not found
-	err     error
-	expires time.Time
-}
-
 // Errors of a runtime state lookup.
 var (
 	ErrBadContainerID = errors.New("container id is not a plain name")
@@ -137,19 +125,8 @@ func NewRuntime(cfg RuntimeConfig) *Runtime {
 	if cfg.MaxConfigBytes <= 0 {
 		cfg.MaxConfigBytes = 4 << 20
 	}
-	if cfg.CacheSize <= 0 {
-		cfg.CacheSize = 4096
-	}
-	if cfg.TTL <= 0 {
-		cfg.TTL = time.Minute
-	}
-	if cfg.NegTTL <= 0 {
-		cfg.NegTTL = 2 * time.Second
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	return &Runtime{cfg: cfg, lru: list.New(), byID: map[string]*list.Element{}}
+	cacheDefaults(&cfg.CacheSize, &cfg.TTL, &cfg.NegTTL, &cfg.Now)
+	return &Runtime{cfg: cfg, cache: newAnswerCache[*ContainerState](cfg.CacheSize, cfg.TTL, cfg.NegTTL, cfg.Now)}
 }
 
 // Name implements Resolver.
@@ -178,66 +155,17 @@ func (r *Runtime) Peek(id string) (*Info, bool) {
 
 // Stats returns the counters.
 func (r *Runtime) Stats() RuntimeStats {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stats
+	c := r.cache
+	return RuntimeStats{Lookups: c.lookups.Load(), Hits: c.hits.Load(), NotFound: c.notFound.Load(), Errors: c.errs.Load()}
 }
 
 // Forget drops a container from the cache (e.g. it exited).
-func (r *Runtime) Forget(id string) {
-	r.mu.Lock()
-	if el, ok := r.byID[id]; ok {
-		r.lru.Remove(el)
-		delete(r.byID, id)
-	}
-	r.mu.Unlock()
-}
+func (r *Runtime) Forget(id string) { r.cache.forget(id) }
 
 // State returns the runtime's state of a container, from the cache or the
 // state roots. A container that is not (or no longer) there is ErrNotFound.
 func (r *Runtime) State(ctx context.Context, id string) (*ContainerState, error) {
-	now := r.cfg.Now()
-	r.mu.Lock()
-	r.stats.Lookups++
-	if el, ok := r.byID[id]; ok {
-		e := el.Value.(*rtEntry)
-		if now.Before(e.expires) {
-			r.lru.MoveToFront(el)
-			r.stats.Hits++
-			r.mu.Unlock()
-			if e.st == nil {
-				return nil, e.err
-			}
-			return e.st, nil
-		}
-	}
-	r.mu.Unlock()
-
-	st, err := r.read(ctx, id)
-	ttl := r.cfg.TTL
-	if err != nil {
-		ttl = r.cfg.NegTTL
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if errors.Is(err, ErrNotFound) {
-		r.stats.NotFound++
-	} else if err != nil {
-		r.stats.Errors++
-	}
-	e := &rtEntry{id: id, st: st, err: err, expires: now.Add(ttl)}
-	if el, ok := r.byID[id]; ok {
-		el.Value = e
-		r.lru.MoveToFront(el)
-	} else {
-		r.byID[id] = r.lru.PushFront(e)
-		for r.lru.Len() > r.cfg.CacheSize {
-			last := r.lru.Back()
-			r.lru.Remove(last)
-			delete(r.byID, last.Value.(*rtEntry).id)
-		}
-	}
-	return st, err
+	return r.cache.resolve(id, func() (*ContainerState, error) { return r.read(ctx, id) })
 }
 
 // validID: runtimes name state directories after the container id; anything
@@ -446,6 +374,7 @@ const (
 	AnnContainerdContainerType = "io.kubernetes.cri.container-type"
 	AnnContainerdSandboxName   = "io.kubernetes.cri.sandbox-name"
 	AnnContainerdSandboxNS     = "io.kubernetes.cri.sandbox-namespace"
+	AnnContainerdSandboxUID    = "io.kubernetes.cri.sandbox-uid"
 	AnnContainerdContainerName = "io.kubernetes.cri.container-name"
 	AnnContainerdImageName     = "io.kubernetes.cri.image-name"
 
@@ -455,6 +384,7 @@ const (
 	AnnKubePodName       = "io.kubernetes.pod.name"
 	AnnKubePodNamespace  = "io.kubernetes.pod.namespace"
 	AnnKubeContainerName = "io.kubernetes.container.name"
+	AnnKubePodUID        = "io.kubernetes.pod.uid"
 
 	AnnPodmanPrivileged = "io.podman.annotations.privileged"
 )
@@ -485,6 +415,10 @@ func InfoFromAnnotations(a map[string]string) Info {
 	i.Namespace = first(AnnContainerdSandboxNS, AnnKubePodNamespace)
 	i.ContainerName = first(AnnContainerdContainerName, AnnKubeContainerName)
 	i.Image = first(AnnContainerdImageName, AnnCRIOImageName, AnnCRIOImage)
+	i.PodUID = first(AnnContainerdSandboxUID, AnnKubePodUID)
+	// The sandbox ("pause") container: containerd and CRI-O both say
+	// "sandbox" in their container-type annotation.
+	i.Sandbox = a[AnnContainerdContainerType] == "sandbox" || a[AnnCRIOContainerType] == "sandbox"
 	// CRI-O's io.kubernetes.cri-o.ImageRef is the image id (config digest),
 	// not the manifest digest kubelet reports as imageID: not used as
 	// ImageDigest (the informer fills that).
@@ -496,7 +430,7 @@ func InfoFromAnnotations(a map[string]string) Info {
 
 func (i *Info) empty() bool {
 	return i.ContainerName == "" && i.Pod == "" && i.Namespace == "" && i.Image == "" && i.ImageDigest == "" &&
-		len(i.Labels) == 0 && i.Workload == "" && !i.Privileged
+		len(i.Labels) == 0 && i.Workload == "" && !i.Privileged && i.PodUID == "" && !i.Sandbox
 }
 
 // Merge combines two answers for one container: fields of a win, b fills
@@ -515,7 +449,7 @@ func Merge(a, b *Info) *Info {
 		src string
 	}{
 		{&m.ContainerName, b.ContainerName}, {&m.Pod, b.Pod}, {&m.Namespace, b.Namespace},
-		{&m.Image, b.Image}, {&m.ImageDigest, b.ImageDigest}, {&m.Workload, b.Workload},
+		{&m.Image, b.Image}, {&m.ImageDigest, b.ImageDigest}, {&m.Workload, b.Workload}, {&m.PodUID, b.PodUID},
 	} {
 		if *f.dst == "" {
 			*f.dst = f.src
@@ -525,6 +459,7 @@ func Merge(a, b *Info) *Info {
 		m.Labels = b.Labels
 	}
 	m.Privileged = a.Privileged || b.Privileged
+	m.Sandbox = a.Sandbox || b.Sandbox
 	return &m
 }
 

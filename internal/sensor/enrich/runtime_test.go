@@ -43,7 +43,8 @@ func TestRuntimeRuncState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Info{Pod: "web-5f7b9-x2x4q", Namespace: "shop", ContainerName: "app", Image: "registry.example.com/shop/web:1.2"}
+	want := Info{Pod: "web-5f7b9-x2x4q", Namespace: "shop", ContainerName: "app", Image: "registry.example.com/shop/web:1.2",
+		PodUID: "0d6c5b4a-3f2e-1d0c-9b8a-7f6e5d4c3b2a"}
 	if diff := cmp.Diff(want, st.Info); diff != "" {
 		t.Errorf("info (-want +got):\n%s", diff)
 	}
@@ -96,6 +97,11 @@ func TestRuntimeCRIOAndPodmanAnnotations(t *testing.T) {
 			Info{Pod: "api-0", Namespace: "prod", ContainerName: "api", Image: "quay.io/app/api:3"}},
 		"cri-o image by id only": {map[string]string{"io.kubernetes.cri-o.ImageName": "", "io.kubernetes.cri-o.Image": "api@sha256:ab",
 			"io.kubernetes.pod.name": "api-0"}, Info{Pod: "api-0", Image: "api@sha256:ab"}},
+		"containerd sandbox": {map[string]string{"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-name": "web-0",
+			"io.kubernetes.cri.sandbox-namespace": "shop", "io.kubernetes.cri.sandbox-uid": "u-1"},
+			Info{Pod: "web-0", Namespace: "shop", PodUID: "u-1", Sandbox: true}},
+		"cri-o sandbox": {map[string]string{"io.kubernetes.cri-o.ContainerType": "sandbox", "io.kubernetes.pod.name": "api-0",
+			"io.kubernetes.pod.uid": "u-2"}, Info{Pod: "api-0", PodUID: "u-2", Sandbox: true}},
 		"podman":       {map[string]string{"io.container.manager": "libpod", "io.podman.annotations.privileged": "TRUE"}, Info{Privileged: true}},
 		"plain runc":   {map[string]string{}, Info{}},
 		"unrelated":    {map[string]string{"org.opencontainers.image.stopSignal": "SIGTERM"}, Info{}},
@@ -211,10 +217,10 @@ func TestRuntimeLRUBound(t *testing.T) {
 	for i := range 100 {
 		_, _ = r.State(context.Background(), "c"+strings.Repeat("x", i%50)+string(rune('a'+i%26)))
 	}
-	r.mu.Lock()
-	n, m := r.lru.Len(), len(r.byID)
-	r.mu.Unlock()
-	if n > 8 || m > 8 {
+	r.cache.mu.Lock()
+	n := r.cache.lru.Len()
+	r.cache.mu.Unlock()
+	if m := r.cache.len(); n > 8 || m > 8 {
 		t.Errorf("cache holds %d/%d entries, cap 8", n, m)
 	}
 }
@@ -234,7 +240,8 @@ func TestEnricherMergesRuntimeAndKube(t *testing.T) {
 		t.Fatal("not enriched")
 	}
 	want := Info{Pod: "web-5f7b9-x2x4q", Namespace: "shop", ContainerName: "app", Image: "registry.example.com/shop/web:1.2",
-		ImageDigest: "sha256:abcd", Workload: "Deployment/web", Labels: []string{"app:web", "pod-template-hash:7d9f8"}, Privileged: true}
+		ImageDigest: "sha256:abcd", Workload: "Deployment/web", Labels: []string{"app:web", "pod-template-hash:7d9f8"}, Privileged: true,
+		PodUID: "0d6c5b4a-3f2e-1d0c-9b8a-7f6e5d4c3b2a"}
 	if diff := cmp.Diff(want, *i); diff != "" {
 		t.Errorf("merged (-want +got):\n%s", diff)
 	}
