@@ -70,7 +70,17 @@ func (s *Server) DSN(tb testing.TB) string {
 		tb.Skipf("PostgreSQL unavailable: %v (install the postgresql package or set BULWARK_TEST_POSTGRES)", s.err)
 	}
 	name := fmt.Sprintf("bulwark_test_%d_%d", os.Getpid(), s.n.Add(1))
-	admin, err := s.open(s.base)
+	// A loaded CI machine (many packages' servers and tests at once) can
+	// stall one connection attempt; a few tries before giving up.
+	var admin *sql.DB
+	var err error
+	for try := 1; try <= 4; try++ {
+		if admin, err = s.open(s.base); err == nil {
+			break
+		}
+		tb.Logf("connect to test PostgreSQL (try %d): %v", try, err)
+		time.Sleep(time.Duration(try) * 500 * time.Millisecond)
+	}
 	if err != nil {
 		tb.Fatalf("connect to test PostgreSQL: %v", err)
 	}
@@ -95,7 +105,7 @@ func (s *Server) open(dsn string) (*sql.DB, error) {
 		return nil, err
 	}
 	db := stdlib.OpenDB(*cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
