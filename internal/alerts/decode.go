@@ -21,14 +21,17 @@ func DecodeBatch(r io.Reader) (*Batch, error) {
 	if len(body) > MaxBodyBytes {
 		return nil, fmt.Errorf("read alert batch: %w (limit %d bytes)", ErrTooLarge, MaxBodyBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var b Batch
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("decode alert batch: %w", invalidJSON(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("decode alert batch: %w", invalid("trailing data after the JSON object"))
+	b, ok := readBatch(body)
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		b = Batch{}
+		if err := dec.Decode(&b); err != nil {
+			return nil, fmt.Errorf("decode alert batch: %w", invalidJSON(err))
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, fmt.Errorf("decode alert batch: %w", invalid("trailing data after the JSON object"))
+		}
 	}
 	if len(b.Alerts) == 0 {
 		return nil, fmt.Errorf("decode alert batch: %w", invalid(`"alerts" is empty or missing`))
@@ -69,4 +72,44 @@ func invalidJSON(err error) error {
 		return err
 	}
 	return invalid("%v", err)
+}
+
+// readBatch reads a body in the form json.Marshal writes a Batch
+// (`{"alerts":[{…},…]}`, a trailing line break allowed) with ReadJSON,
+// several times faster than encoding/json; ok is false for any other form
+// or anything ReadJSON declines, and DecodeBatch then decodes the body
+// with encoding/json. What it accepts decodes as encoding/json decodes it
+// (FuzzDecodeBatchFastPath); the evidence it only delimits is checked by
+// Validate, as DecodeBatch does for every alert.
+func readBatch(body []byte) (Batch, bool) {
+	const head, tail = `{"alerts":[`, `]}`
+	for len(body) > 0 && (body[len(body)-1] == '\n' || body[len(body)-1] == '\r') {
+		body = body[:len(body)-1]
+	}
+	if len(body) < len(head)+len(tail)+2 || string(body[:len(head)]) != head || string(body[len(body)-len(tail):]) != tail {
+		return Batch{}, false
+	}
+	s := string(body) // one copy; the alerts' strings are slices of it
+	b := Batch{Alerts: make([]Alert, 0, min(MaxBatch, 1+len(body)/512))}
+	for i := len(head); ; {
+		if len(b.Alerts) == MaxBatch {
+			return Batch{}, false // encoding/json reads the rest and DecodeBatch says how many
+		}
+		_, a, end, _, ok := readObject(body, s, i, false)
+		if !ok || end >= len(s) {
+			return Batch{}, false
+		}
+		b.Alerts = append(b.Alerts, a)
+		switch s[end] {
+		case ',':
+			i = end + 1
+			continue
+		case ']':
+			if end+len(tail) != len(s) {
+				return Batch{}, false
+			}
+			return b, true
+		}
+		return Batch{}, false
+	}
 }

@@ -47,23 +47,63 @@ type esDoc struct {
 	*Record
 }
 
-func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body) // one JSON document per line, as NDJSON wants
+// appendBulk appends the NDJSON body of a _bulk request: a create action
+// and the document of each record, as json.Encoder writes them. A record
+// read from the log in json.Marshal's form has its document spliced from
+// the stored bytes (@timestamp in front) instead of encoded again.
+func (e *elastic) appendBulk(b []byte, recs []Record) ([]byte, error) {
 	for i := range recs {
 		r := &recs[i]
-		if err := enc.Encode(bulkAction{bulkMeta{Index: e.c.Index, ID: r.ID}}); err != nil {
-			return Permanent(err)
+		b = append(b, `{"create":{"_index":`...)
+		b = appendJSONString(b, e.c.Index)
+		b = append(b, `,"_id":`...)
+		b = appendJSONString(b, r.ID)
+		b = append(b, "}}\n"...)
+		switch {
+		case e.c.Format == FormatOCSF:
+			doc, err := json.Marshal(OCSF(r, e.deps.Version))
+			if err != nil {
+				return b, Permanent(fmt.Errorf("encode record %s: %w", r.ID, err))
+			}
+			b = append(b, doc...)
+		case len(r.raw) > 2 && r.raw[0] == '{':
+			b = append(b, `{"@timestamp":"`...)
+			b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+			b = append(b, `",`...)
+			b = append(b, r.raw[1:]...)
+		default:
+			doc, err := json.Marshal(esDoc{Timestamp: r.Time.UTC().Format(time.RFC3339Nano), Record: r})
+			if err != nil {
+				return b, Permanent(fmt.Errorf("encode record %s: %w", r.ID, err))
+			}
+			b = append(b, doc...)
 		}
-		var doc any = esDoc{Timestamp: r.Time.UTC().Format(time.RFC3339Nano), Record: r}
-		if e.c.Format == FormatOCSF {
-			doc = OCSF(r, e.deps.Version)
-		}
-		if err := enc.Encode(doc); err != nil {
-			return Permanent(fmt.Errorf("encode record %s: %w", r.ID, err))
+		b = append(b, '\n')
+	}
+	return b, nil
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it:
+// directly when it needs no escaping (record ids, index names), else
+// through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(e.c.URL, "/")+"/_bulk", &body)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
+	body, err := e.appendBulk(make([]byte, 0, 1024*len(recs)), recs)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(e.c.URL, "/")+"/_bulk", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("elasticsearch %s: %w", e.c.Name, err)
 	}
@@ -83,15 +123,19 @@ func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
 	if resp.StatusCode != http.StatusOK {
 		return statusError("elasticsearch "+e.c.Name, resp)
 	}
+	// Each item is {"create": {...}}: a struct field, not a map per item
+	// (a map made reading the answer cost as much as writing the body).
 	var ans struct {
 		Errors bool `json:"errors"`
-		Items  []map[string]struct {
-			ID     string `json:"_id"`
-			Status int    `json:"status"`
-			Error  *struct {
-				Type   string `json:"type"`
-				Reason string `json:"reason"`
-			} `json:"error"`
+		Items  []struct {
+			Create *struct {
+				ID     string `json:"_id"`
+				Status int    `json:"status"`
+				Error  *struct {
+					Type   string `json:"type"`
+					Reason string `json:"reason"`
+				} `json:"error"`
+			} `json:"create"`
 		} `json:"items"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&ans); err != nil {
@@ -109,8 +153,8 @@ func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
 	errs := make([]error, len(recs))
 	failed := false
 	for i, it := range ans.Items {
-		res, ok := it["create"]
-		if !ok {
+		res := it.Create
+		if res == nil {
 			errs[i] = fmt.Errorf("elasticsearch %s: item %d: no create result", e.c.Name, i)
 			failed = true
 			continue

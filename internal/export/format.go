@@ -87,9 +87,10 @@ func appendHeaderField(b []byte, v string, max int) []byte {
 	return b
 }
 
-// sdParams are the structured-data parameters of a record, in order.
-func sdParams(r *Record) [][2]string {
-	return [][2]string{
+// sdParams are the structured-data parameters of a record, in order (an
+// array: no allocation per record).
+func sdParams(r *Record) [16][2]string {
+	return [16][2]string{
 		{"id", r.ID}, {"kind", r.Kind}, {"source", string(r.Source)}, {"rule", r.Rule}, {"severity", r.Severity.String()},
 		{"mitreTactic", r.MitreTactic}, {"mitreTechnique", r.MitreTechnique}, {"cluster", r.Cluster},
 		{"namespace", r.Namespace}, {"pod", r.Pod}, {"container", r.Container}, {"image", r.Image},
@@ -115,17 +116,18 @@ func appendSD(b []byte, r *Record, maxValue int) []byte {
 	return append(b, ']')
 }
 
-// appendSDValue escapes '"', '\' and ']' (RFC 5424 §6.3.3).
+// appendSDValue escapes '"', '\' and ']' (RFC 5424 §6.3.3). Runs
+// without them are copied whole.
 func appendSDValue(b []byte, v string) []byte {
+	start := 0
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; c {
 		case '"', '\\', ']':
-			b = append(b, '\\', c)
-		default:
-			b = append(b, c)
+			b = append(append(b, v[start:i]...), '\\', c)
+			start = i + 1
 		}
 	}
-	return b
+	return append(b, v[start:]...)
 }
 
 // cut shortens s to at most n bytes without splitting a character.
@@ -227,7 +229,12 @@ func AppendCEF(b []byte, r *Record, version string) []byte {
 	}
 	if r.Image != "" || r.ImageDigest != "" {
 		ext("cs4Label", "image")
-		ext("cs4", strings.TrimSuffix(r.Image+"@"+r.ImageDigest, "@"))
+		b = append(b, " cs4="...)
+		b = appendCEFExt(b, r.Image)
+		if r.ImageDigest != "" {
+			b = append(b, '@')
+			b = appendCEFExt(b, r.ImageDigest)
+		}
 	}
 	if r.Cluster != "" {
 		ext("cs5Label", "cluster")
@@ -235,7 +242,12 @@ func AppendCEF(b []byte, r *Record, version string) []byte {
 	}
 	if r.MitreTechnique != "" || r.MitreTactic != "" {
 		ext("cs6Label", "mitre")
-		ext("cs6", strings.Trim(r.MitreTactic+" "+r.MitreTechnique, " "))
+		b = append(b, " cs6="...)
+		b = appendCEFExt(b, r.MitreTactic)
+		if r.MitreTactic != "" && r.MitreTechnique != "" {
+			b = append(b, ' ')
+		}
+		b = appendCEFExt(b, r.MitreTechnique)
 	}
 	ext("dproc", r.Container)
 	ext("deviceExternalId", r.Workload)
@@ -244,36 +256,40 @@ func AppendCEF(b []byte, r *Record, version string) []byte {
 }
 
 // appendCEFHeader escapes '|' and '\' (and removes line breaks) in a
-// header field.
+// header field. Runs without special characters are copied whole.
 func appendCEFHeader(b []byte, v string) []byte {
+	start := 0
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; c {
 		case '|', '\\':
-			b = append(b, '\\', c)
+			b = append(append(b, v[start:i]...), '\\', c)
+			start = i + 1
 		case '\r', '\n':
-			b = append(b, ' ')
-		default:
-			b = append(b, c)
+			b = append(append(b, v[start:i]...), ' ')
+			start = i + 1
 		}
 	}
-	return b
+	return append(b, v[start:]...)
 }
 
 // appendCEFExt escapes '=', '\' and line breaks in an extension value.
+// Runs without special characters are copied whole.
 func appendCEFExt(b []byte, v string) []byte {
+	start := 0
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; c {
 		case '=', '\\':
-			b = append(b, '\\', c)
+			b = append(append(b, v[start:i]...), '\\', c)
+			start = i + 1
 		case '\n':
-			b = append(b, `\n`...)
+			b = append(append(b, v[start:i]...), `\n`...)
+			start = i + 1
 		case '\r':
-			b = append(b, `\r`...)
-		default:
-			b = append(b, c)
+			b = append(append(b, v[start:i]...), `\r`...)
+			start = i + 1
 		}
 	}
-	return b
+	return append(b, v[start:]...)
 }
 
 // AppendCEFSyslog is a CEF line carried in an RFC 5424 message, kept

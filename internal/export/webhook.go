@@ -80,7 +80,7 @@ func encodeRecord(r *Record, format, version string) ([]byte, error) {
 	if format == FormatOCSF {
 		return json.Marshal(OCSF(r, version))
 	}
-	return json.Marshal(r)
+	return r.appendJSON(nil)
 }
 
 // deliverEach sends the records one by one, in order, stopping at the first

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/bulwark-security/bulwark/internal/alerts"
 )
 
@@ -348,7 +345,7 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 		// counters, this minute's timeline) are written last: on PostgreSQL
 		// their row locks are held to commit, so concurrent senders queue
 		// behind each other only for the end of the transaction.
-		if err := s.queueAlertExports(ctx, tx, unsuppressed); err != nil {
+		if err := s.queueAlertExports(ctx, tx, conn, unsuppressed); err != nil {
 			return err
 		}
 		if err := s.upsertAlertGroups(ctx, tx, conn, groups); err != nil {
@@ -382,7 +379,7 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 // exports in the ingest transaction (an alert is accepted if and only if
 // its exports are queued). Without exports it costs one small query and
 // no encoding.
-func (s *Store) queueAlertExports(ctx context.Context, tx *sql.Tx, in []*AlertIn) error {
+func (s *Store) queueAlertExports(ctx context.Context, tx *sql.Tx, conn *sql.Conn, in []*AlertIn) error {
 	if len(in) == 0 {
 		return nil
 	}
@@ -398,7 +395,7 @@ func (s *Store) queueAlertExports(ctx context.Context, tx *sql.Tx, in []*AlertIn
 		}
 		items = append(items, item)
 	}
-	if _, err := s.appendExportLog(ctx, tx, exps, items); err != nil {
+	if _, err := s.appendExportLog(ctx, tx, conn, exps, items); err != nil {
 		return fmt.Errorf("queue exports: %w", err)
 	}
 	return nil
@@ -645,35 +642,6 @@ func (s *Store) ingestTx(ctx context.Context, fn func(tx *sql.Tx, conn *sql.Conn
 		return err
 	}
 	return tx.Commit()
-}
-
-// alertCopyCols are the columns copyAlertGroups writes.
-var alertCopyCols = []string{"fingerprint", "source", "rule", "rule_version", "severity", "title", "mitre_tactic",
-	"mitre_technique", "cluster", "namespace", "pod", "container", "container_id", "image", "image_digest", "node", "workload",
-	"evidence", "source_event_id", "suppression_id", "count", "first_seen", "last_seen", "status"}
-
-// copyAlertGroups writes new alert rows with COPY (binary) inside the
-// transaction open on conn: PostgreSQL then fills heap pages with several
-// rows per call and WAL record (heap_multi_insert) instead of one insert
-// per row. Like a plain INSERT it fails on a group opened concurrently
-// (unique violation), which the caller's savepoint handles.
-func copyAlertGroups(ctx context.Context, conn *sql.Conn, gs []*ingestGroup) error {
-	rows := make([][]any, len(gs))
-	for i, g := range gs {
-		a := g.latest
-		rows[i] = []any{g.key.fingerprint, string(a.Source), a.Rule, a.RuleVersion, int16(g.maxSeverity), a.Title,
-			a.MitreTactic, a.MitreTechnique, a.Cluster, a.Namespace, a.Pod, a.Container, a.ContainerID, a.Image,
-			a.ImageDigest, a.Node, a.Workload, evidenceText(a.Evidence), a.ID, g.suppressionID, g.count,
-			g.first.UTC().Truncate(time.Microsecond), g.last.UTC().Truncate(time.Microsecond), string(AlertNew)}
-	}
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("copy alerts: driver connection is %T, not pgx", dc)
-		}
-		_, err := c.Conn().CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCopyCols, pgx.CopyFromRows(rows))
-		return err
-	})
 }
 
 // writeAlertGroupsPG inserts groups (conflict: "" for a plain insert, or

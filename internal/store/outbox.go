@@ -408,9 +408,19 @@ type exportPayload struct {
 // export log (EnqueueExports, or enqueueExports inside its own
 // transaction).
 func AlertExportItem(a *alerts.Alert) (ExportItem, error) {
-	b, err := json.Marshal(exportPayload{Kind: ExportKindAlert, Alert: a})
-	if err != nil {
-		return ExportItem{}, fmt.Errorf("export item of alert %s: %w", a.ID, err)
+	// Written directly (alertjson.go): the same bytes as json.Marshal, in
+	// a fifth of the time; json.Marshal when it cannot vouch for that.
+	size := 320 + len(a.Evidence) // keys, quotes, time, severity
+	for _, f := range [...]string{a.ID, a.Rule, a.RuleVersion, a.Title, a.MitreTactic, a.MitreTechnique, a.Cluster, a.Namespace,
+		a.Pod, a.Container, a.ContainerID, a.Image, a.ImageDigest, a.Node, a.Workload, a.Fingerprint} {
+		size += len(f) + len(f)/8 // room for a few escapes
+	}
+	b, ok := appendExportPayload(make([]byte, 0, size), ExportKindAlert, a)
+	if !ok {
+		var err error
+		if b, err = json.Marshal(exportPayload{Kind: ExportKindAlert, Alert: a}); err != nil {
+			return ExportItem{}, fmt.Errorf("export item of alert %s: %w", a.ID, err)
+		}
 	}
 	return ExportItem{Kind: ExportKindAlert, Key: a.ID, Source: string(a.Source), Severity: a.Severity,
 		Namespace: a.Namespace, Payload: b}, nil
@@ -473,11 +483,13 @@ func (s *Store) enqueueExports(ctx context.Context, tx *sql.Tx, items []ExportIt
 	if err != nil || len(exps) == 0 {
 		return 0, err
 	}
-	return s.appendExportLog(ctx, tx, exps, items)
+	return s.appendExportLog(ctx, tx, nil, exps, items)
 }
 
 // appendExportLog writes the items some export in exps takes to the log.
-func (s *Store) appendExportLog(ctx context.Context, tx *sql.Tx, exps []exportFilterRow, items []ExportItem) (int, error) {
+// On PostgreSQL with conn (the connection tx runs on) they are written
+// with COPY.
+func (s *Store) appendExportLog(ctx context.Context, tx *sql.Tx, conn *sql.Conn, exps []exportFilterRow, items []ExportItem) (int, error) {
 	// Only records some export takes are written (filtering here costs a
 	// few comparisons; a record nobody takes would cost a row).
 	keep := make([]*ExportItem, 0, len(items))
@@ -491,6 +503,12 @@ func (s *Store) appendExportLog(ctx context.Context, tx *sql.Tx, exps []exportFi
 	}
 	if len(keep) == 0 {
 		return 0, nil
+	}
+	if s.d == postgresDialect && conn != nil {
+		if err := copyExportLog(ctx, conn, keep, s.now()); err != nil {
+			return 0, err
+		}
+		return len(keep), nil
 	}
 	now := s.ts(s.now())
 	if s.d == postgresDialect {
@@ -734,7 +752,54 @@ func (s *Store) fillLease(ctx context.Context, lease OutboxLease, n int, op stri
 // read), and how many rows it read. On PostgreSQL only rows of
 // transactions below the snapshot's xmin are read (see migration 0009):
 // no row can later appear before them.
+//
+// Deliveries (withPayload) are served from the log window when it holds
+// the cursor: every export reads the same rows, and the window keeps those
+// the first reader read (see exportLogWindow).
 func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLeaseRow, n, scan int, withPayload bool) ([]OutboxRecord, logPos, int, error) {
+	if !withPayload {
+		return s.readExportLogDB(ctx, exportID, row, row.cursor, n, scan, false)
+	}
+	var out []OutboxRecord
+	var end logPos
+	from, scanned, waited := row.cursor, 0, false
+	for len(out) < n && scanned < scan {
+		if rows := s.logWindow.after(from, scan-scanned); len(rows) > 0 {
+			got, e, k := pickLogRows(exportID, row, rows, n-len(out))
+			out, end, from, scanned, waited = append(out, got...), e, e, scanned+k, false
+			continue
+		}
+		// Not in the window: read from the database, unless another
+		// export is reading the same rows right now (the workers poll
+		// together): then wait for its read and take them from the window.
+		wait, release := s.logWindow.claim(from)
+		if wait != nil && !waited {
+			waited = true
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, logPos{}, 0, ctx.Err()
+			}
+			continue
+		}
+		got, e, k, err := s.readExportLogDB(ctx, exportID, row, from, n-len(out), scan-scanned, true)
+		if release != nil {
+			release()
+		}
+		if err != nil {
+			return nil, logPos{}, 0, err
+		}
+		out, scanned = append(out, got...), scanned+k
+		if k > 0 {
+			end = e
+		}
+		break // the database read reached what there is
+	}
+	return out, end, scanned, nil
+}
+
+// readExportLogDB is readExportLog from the database, after cursor from.
+func (s *Store) readExportLogDB(ctx context.Context, exportID int64, row *exportLeaseRow, from logPos, n, scan int, withPayload bool) ([]OutboxRecord, logPos, int, error) {
 	payload := `''`
 	if withPayload {
 		payload = `payload`
@@ -744,48 +809,105 @@ func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLe
 	if s.d == postgresDialect {
 		rows, err = s.r.QueryContext(ctx, `SELECT xid, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
 			FROM export_log WHERE (xid, seq) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-			ORDER BY xid, seq LIMIT $3`, row.cursor.xid, row.cursor.seq, scan)
+			ORDER BY xid, seq LIMIT $3`, from.xid, from.seq, scan)
 	} else {
 		rows, err = s.r.QueryContext(ctx, `SELECT 0, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
-			FROM export_log WHERE seq > ? ORDER BY seq LIMIT ?`, row.cursor.seq, scan)
+			FROM export_log WHERE seq > ? ORDER BY seq LIMIT ?`, from.seq, scan)
 	}
 	if err != nil {
 		return nil, logPos{}, 0, err
 	}
 	defer rows.Close()
-	var out []OutboxRecord
+	var read []logRow // deliveries: what the window keeps
+	if withPayload {
+		read = make([]logRow, 0, min(scan, n+64))
+	}
+	out := make([]OutboxRecord, 0, min(n, 1024))
 	var end logPos
 	scanned := 0
-	var it ExportItem
 	for rows.Next() {
-		var r OutboxRecord
-		var only int64
+		var r logRow
 		var p string
-		if err := rows.Scan(&r.pos.xid, &r.pos.seq, &r.Kind, &r.Key, &it.Source, &it.Severity, &it.Namespace, &only, &p,
-			tcol(&r.CreatedAt)); err != nil {
+		if err := rows.Scan(&r.pos.xid, &r.pos.seq, &r.kind, &r.key, &r.source, &r.severity, &r.namespace, &r.only, &p,
+			tcol(&r.createdAt)); err != nil {
 			return nil, logPos{}, 0, err
+		}
+		r.payload = json.RawMessage(p)
+		if withPayload {
+			read = append(read, r)
 		}
 		scanned++
 		end = r.pos
-		it.Kind = r.Kind
-		if slices.Contains(row.ahead, r.pos) {
-			continue // settled already (delivered behind a retried record)
-		}
-		// Records put back for one export were filtered when they were
-		// first written.
-		if only == exportID || (only == 0 && row.filter.Match(&it)) {
-			r.XID, r.ID, r.ExportID, r.Payload, r.UpdatedAt = r.pos.xid, r.pos.seq, exportID, json.RawMessage(p), r.CreatedAt
-			r.Attempts, r.LastError = row.failures, row.lastError
-			if row.failures == 0 {
-				r.LastError = ""
-			}
-			out = append(out, r)
+		if takesLogRow(exportID, row, &r) {
+			out = append(out, logRecord(exportID, row, &r))
 			if len(out) == n {
 				break
 			}
 		}
 	}
-	return out, end, scanned, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, logPos{}, 0, err
+	}
+	if withPayload {
+		s.logWindow.add(from, read)
+	}
+	return out, end, scanned, nil
+}
+
+// logRow is one export log row as read (every export's share of it).
+type logRow struct {
+	pos                          logPos
+	kind, key, source, namespace string
+	severity                     alerts.Severity
+	only                         int64
+	payload                      json.RawMessage
+	createdAt                    time.Time
+}
+
+// takesLogRow reports whether an export delivers a log row.
+func takesLogRow(exportID int64, row *exportLeaseRow, r *logRow) bool {
+	if slices.Contains(row.ahead, r.pos) {
+		return false // settled already (delivered behind a retried record)
+	}
+	// Records put back for one export were filtered when they were first
+	// written.
+	if r.only != 0 {
+		return r.only == exportID
+	}
+	it := ExportItem{Kind: r.kind, Source: r.source, Severity: r.severity, Namespace: r.namespace}
+	return row.filter.Match(&it)
+}
+
+// pickLogRows returns the first n of rows (consecutive log rows after the
+// export's cursor) the export takes, the position of the last row they
+// cover (the n-th record, or the last row), and how many rows that is.
+func pickLogRows(exportID int64, row *exportLeaseRow, rows []logRow, n int) ([]OutboxRecord, logPos, int) {
+	out := make([]OutboxRecord, 0, min(n, len(rows)))
+	var end logPos
+	scanned := 0
+	for i := range rows {
+		r := &rows[i]
+		scanned++
+		end = r.pos
+		if !takesLogRow(exportID, row, r) {
+			continue
+		}
+		out = append(out, logRecord(exportID, row, r))
+		if len(out) == n {
+			break
+		}
+	}
+	return out, end, scanned
+}
+
+// logRecord is the leased record of a log row.
+func logRecord(exportID int64, row *exportLeaseRow, r *logRow) OutboxRecord {
+	rec := OutboxRecord{XID: r.pos.xid, ID: r.pos.seq, ExportID: exportID, Kind: r.kind, Key: r.key, Payload: r.payload,
+		Attempts: row.failures, CreatedAt: r.createdAt, UpdatedAt: r.createdAt, pos: r.pos}
+	if row.failures != 0 {
+		rec.LastError = row.lastError
+	}
+	return rec
 }
 
 func outboxCut(s string, n int) string {
@@ -1183,6 +1305,11 @@ func (s *Store) PurgeExportLog(ctx context.Context, disabledRetention time.Durat
 	}
 	if err != nil {
 		return 0, s.wrapErr("purge export log", err)
+	}
+	if low == nil {
+		s.logWindow.purge(logPos{}, true)
+	} else {
+		s.logWindow.purge(*low, false)
 	}
 	n, _ := res.RowsAffected()
 	return n, nil

@@ -81,6 +81,16 @@ type Store struct {
 	// stmts caches the alert ingest's prepared statements (SQLite; see
 	// ingestStmts). PostgreSQL's driver caches statements itself.
 	stmts stmtCache
+	// logWindow keeps the export log rows read last, for the other
+	// exports (exportlog_window.go).
+	logWindow exportLogWindow
+	// wturn hands SQLite's one writer connection to write transactions
+	// in arrival order (nil on PostgreSQL). database/sql gives a freed
+	// connection to a random waiter, so under a steady ingest an export
+	// worker could miss its turn several times running and fall behind
+	// for good (each turn settles one batch); in order, every waiting
+	// transaction gets the writer once per ingest transaction.
+	wturn chan struct{}
 }
 
 // Open opens the database named by dsn and applies pending migrations.
@@ -215,6 +225,7 @@ func (s *Store) openSQLite(dsn string, opts Options) error {
 		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
+	s.wturn = make(chan struct{}, 1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
@@ -264,6 +275,14 @@ func (s *Store) queryRow(ctx context.Context, q querier, query string, args ...a
 
 // tx runs fn in a write transaction, committing when it returns nil.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.wturn != nil {
+		select { // a blocked channel send queues in arrival order
+		case s.wturn <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-s.wturn }()
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
