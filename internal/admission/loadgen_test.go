@@ -285,7 +285,13 @@ func runGeneratorProcess(tb testing.TB, o loadOptions) genResult {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BULWARK_LOAD_GENERATOR="+string(opts))
+	// The generator stands for the API server: GODEBUG settings tried on
+	// the webhook are not its (BULWARK_LOAD_GENERATOR_GODEBUG sets its own).
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+	if gd := os.Getenv("BULWARK_LOAD_GENERATOR_GODEBUG"); gd != "" {
+		env = append(env, "GODEBUG="+gd)
+	}
+	cmd.Env = append(env, "BULWARK_LOAD_GENERATOR="+string(opts))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -343,7 +349,11 @@ type serverStamps struct {
 func stampHandler(h http.Handler, st *serverStamps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in := time.Now().UnixNano()
+		// A region per review in the runtime trace (BULWARK_LOAD_TRACE):
+		// what its goroutine did while the review was in the handler.
+		region := trace.StartRegion(r.Context(), "review")
 		h.ServeHTTP(w, r)
+		region.End()
 		out := time.Now().UnixNano()
 		if seq, err := strconv.Atoi(r.Header.Get(loadSeqHeader)); err == nil && seq >= 0 && seq < len(st.in) {
 			atomic.StoreInt64(&st.in[seq], in)
@@ -422,9 +432,12 @@ type loadReport struct {
 	P50, P99, P999, Max time.Duration // intended send → answer read
 	ServerCPUPerReq     time.Duration // the server process's CPU per answered review (with the generator's when in-process)
 	ServerSysPerReq     time.Duration // the kernel's part of it
-	RSS, PeakRSS        int64
-	ServerGCs           uint32
-	GCSettings          string
+	// Threads is what the kernel's scheduler did to the server's threads
+	// in the window (see threadStats), per review.
+	Threads      threadStats
+	RSS, PeakRSS int64
+	ServerGCs    uint32
+	GCSettings   string
 	// From the server's runtime: scheduling latency p99 and max bucket,
 	// longest GC stop-the-world pause, GC CPU per review.
 	SchedP99, SchedMax, GCPauseMax, GCCPUPerReq time.Duration
@@ -435,6 +448,8 @@ type loadReport struct {
 	Phases50, PhasesTail phases  // medians over all, means over the slowest 1%
 	Within5ms            float64 // share of the answered reviews within the 5 ms target
 	Slowest              []phases
+	// Steal relates the slowest reviews to the hypervisor's steal time.
+	Steal stealReport
 }
 
 // phases splits a request's latency: dispatch (due → a worker sends;
@@ -442,7 +457,10 @@ type loadReport struct {
 // write, loopback, TLS, server read and HTTP parsing), handler (the
 // webhook's work: body, decode, policies, encode), down (handler done →
 // answer read by the client).
-type phases struct{ Total, Dispatch, Up, Handler, Down time.Duration }
+type phases struct {
+	Total, Dispatch, Up, Handler, Down time.Duration
+	at, end                            int64 // intended and done, Unix ns
+}
 
 func (p phases) String() string {
 	r := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
@@ -560,14 +578,20 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 		}()
 	}
 	runtime.GC()
-	cpu0, sys0, gc0, rt0 := cpuTime(), sysTime(), gcCount(), readRuntimeStats()
+	stopSteal := func() stealSamples { return stealSamples{} }
+	if os.Getenv("BULWARK_LOAD_STEAL") == "1" {
+		stopSteal = sampleSteal()
+	}
+	cpu0, sys0, gc0, rt0, th0 := cpuTime(), sysTime(), gcCount(), readRuntimeStats(), readThreadStats()
 	var g genResult
 	if separate {
 		g = runGeneratorProcess(tb, o)
 	} else if g, err = generate(o); err != nil {
 		tb.Fatal(err)
 	}
-	rep := loadReport{Opts: o, Separate: separate, Gen: g, RSS: procStatus("VmRSS"), PeakRSS: procStatus("VmHWM"), ServerGCs: gcCount() - gc0, GCSettings: GCSummary()}
+	th := readThreadStats()
+	steal := stopSteal()
+	rep := loadReport{Opts: o, Separate: separate, Gen: g, Threads: th.sub(th0).per(g.Requests + o.Workers*4), RSS: procStatus("VmRSS"), PeakRSS: procStatus("VmHWM"), ServerGCs: gcCount() - gc0, GCSettings: GCSummary()}
 	rt := readRuntimeStats()
 	rep.SchedP99, rep.SchedMax = histQuantile(rt0.sched, rt.sched, 0.99), histQuantile(rt0.sched, rt.sched, 1)
 	rep.GCPauseMax = histQuantile(rt0.pauses, rt.pauses, 1)
@@ -583,7 +607,7 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 		if s.Done == 0 {
 			continue
 		}
-		p := phases{Total: time.Duration(s.Done - s.Intended), Dispatch: time.Duration(s.Start - s.Intended)}
+		p := phases{Total: time.Duration(s.Done - s.Intended), Dispatch: time.Duration(s.Start - s.Intended), at: s.Intended, end: s.Done}
 		if in, out := atomic.LoadInt64(&st.in[i]), atomic.LoadInt64(&st.out[i]); in != 0 {
 			p.Up, p.Handler, p.Down = time.Duration(in-s.Start), time.Duration(out-in), time.Duration(s.Done-out)
 		}
@@ -617,6 +641,18 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 		rep.PhasesTail.Down += p.Down / time.Duration(len(tail))
 	}
 	rep.Slowest = slices.Clone(all[max(0, len(all)-5):])
+	rep.Steal = steal.against(all, tail)
+	if f := os.Getenv("BULWARK_LOAD_SLOWEST"); f != "" {
+		// The slowest 1% as "intended done" Unix ns per line, to lay
+		// against other timelines (hypervisor stalls seen by a probe).
+		var b strings.Builder
+		for _, p := range tail {
+			fmt.Fprintf(&b, "%d %d\n", p.at, p.end)
+		}
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+			tb.Error(err)
+		}
+	}
 	return rep
 }
 
@@ -631,8 +667,14 @@ func (r loadReport) log(tb testing.TB) {
 		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Max.Round(time.Microsecond), 100*r.Within5ms)
 	tb.Logf("server CPU %v per review (%v in the kernel; %s); RSS %d MB (peak %d MB, Go runtime %d MB); %d server GCs (%s), %d generator GCs; load average %s; warm-up %v, %d connections opened in the window",
 		r.ServerCPUPerReq.Round(time.Microsecond), r.ServerSysPerReq.Round(time.Microsecond), who, r.RSS>>20, r.PeakRSS>>20, r.GoMem>>20, r.ServerGCs, r.GCSettings, r.Gen.GCs, r.Load, r.Gen.Warmup.Round(time.Millisecond), r.Gen.NewConns)
+	tb.Logf("server threads per review (kernel): run %v, waited runnable %v, %.2f time slices, %.2f involuntary switches, %.2f page faults; machine steal %v per review",
+		r.Threads.Run.Round(time.Microsecond), r.Threads.Wait.Round(time.Microsecond), r.Threads.Slices, r.Threads.Involuntary, r.Threads.Faults, r.Threads.Steal.Round(time.Microsecond))
 	tb.Logf("server runtime: scheduling latency p99 ≤ %v, max ≤ %v; longest GC pause ≤ %v; GC CPU %v per review",
 		r.SchedP99, r.SchedMax, r.GCPauseMax, r.GCCPUPerReq.Round(time.Microsecond))
+	if r.Steal.Jumps > 0 { // sampled (BULWARK_LOAD_STEAL=1) and some
+		tb.Logf("steal: %v in the window in %d jumps; %.0f%% of the slowest 1%% overlap a jump against %.0f%% of all reviews; the slowest 1%% fall in %d distinct 20 ms windows",
+			r.Steal.Total, r.Steal.Jumps, 100*r.Steal.TailShare, 100*r.Steal.AllShare, r.Steal.TailClusters)
+	}
 	tb.Logf("median phases: %v", r.Phases50)
 	tb.Logf("slowest 1%% (mean): %v", r.PhasesTail)
 	for _, p := range r.Slowest {
@@ -648,7 +690,11 @@ func (r loadReport) log(tb testing.TB) {
 // BULWARK_LOAD_SEPARATE=1 runs the generator in its own process;
 // BULWARK_LOAD_CANNED=1 serves the baseline of BenchmarkLoadLoopback
 // (cannedHandler, with BULWARK_LOAD_BASELINE_BURN and _STAGE) instead of
-// the webhook, to bisect the latency tail.
+// the webhook, to bisect the latency tail. BULWARK_LOAD_STEAL=1 relates
+// the slowest reviews to the hypervisor's steal time; BULWARK_LOAD_SLOWEST
+// names a file for the slowest 1% (Unix ns intervals); the generator
+// process never inherits GODEBUG (BULWARK_LOAD_GENERATOR_GODEBUG sets its
+// own), so GODEBUG settings tried on the webhook are the webhook's alone.
 func TestLoadLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
@@ -692,9 +738,9 @@ func BenchmarkLoadLoopback(b *testing.B) {
 	o := loadOptionsFromEnv(10)
 	separate := os.Getenv("BULWARK_LOAD_SEPARATE") != "0"
 	base := runLoadWith(b, o, separate, "", true)
-	b.Logf("baseline (prepared answers, same server and generator): p50 %v p99 %v p99.9 %v; %.1f%% within 5 ms; server CPU %v per request",
+	b.Logf("baseline (prepared answers, same server and generator): p50 %v p99 %v p99.9 %v; %.1f%% within 5 ms; server CPU %v per request; threads per request: waited runnable %v, %.2f time slices, %.2f involuntary switches; load average %s",
 		base.P50.Round(time.Microsecond), base.P99.Round(time.Microsecond), base.P999.Round(time.Microsecond), 100*base.Within5ms,
-		base.ServerCPUPerReq.Round(time.Microsecond))
+		base.ServerCPUPerReq.Round(time.Microsecond), base.Threads.Wait.Round(time.Microsecond), base.Threads.Slices, base.Threads.Involuntary, base.Load)
 	r := runLoad(b, o, separate, os.Getenv("BULWARK_LOAD_TRACE"))
 	r.log(b)
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -706,6 +752,8 @@ func BenchmarkLoadLoopback(b *testing.B) {
 	b.ReportMetric(ms(r.P999), "p99.9-ms")
 	b.ReportMetric(ms(r.ServerCPUPerReq), "server-cpu-ms/review")
 	b.ReportMetric(ms(r.ServerSysPerReq), "server-sys-ms/review")
+	b.ReportMetric(ms(r.Threads.Wait), "server-runq-wait-ms/review")
+	b.ReportMetric(r.Threads.Slices, "server-slices/review")
 	b.ReportMetric(float64(r.RSS)/(1<<20), "rss-MB")
 	b.ReportMetric(float64(r.PeakRSS)/(1<<20), "peak-rss-MB")
 	b.ReportMetric(float64(r.Gen.Dropped), "dropped")
@@ -734,4 +782,153 @@ func bisectStage(srv *Server, stage string, body []byte) {
 	}
 	req.Images = srv.deps.Images
 	_ = srv.deps.Policies.Current().Evaluate(context.Background(), req)
+}
+
+// threadStats sums what the kernel's scheduler reports for the process's
+// threads (/proc/self/task/*/schedstat and status): time running, time
+// runnable but waiting for a CPU (run-queue delay: neighbours, or our own
+// threads queued behind each other), time slices (each a wake-up or a
+// preemption), involuntary switches (preempted while runnable); and the
+// machine's steal time (/proc/stat: the hypervisor ran something else on
+// our virtual CPUs). per divides by a review count for the report.
+type threadStats struct {
+	Run, Wait, Steal    time.Duration
+	Slices, Involuntary float64
+	// Faults counts the process's page faults (minor and major): on a
+	// virtual machine a fault on memory the host reclaimed also costs a
+	// host-side fault the guest does not see.
+	Faults float64
+}
+
+func readThreadStats() threadStats {
+	var st threadStats
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", t.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			run, _ := strconv.ParseInt(f[0], 10, 64)
+			wait, _ := strconv.ParseInt(f[1], 10, 64)
+			slices, _ := strconv.ParseFloat(f[2], 64)
+			st.Run += time.Duration(run)
+			st.Wait += time.Duration(wait)
+			st.Slices += slices
+		}
+		if b, err = os.ReadFile(filepath.Join("/proc/self/task", t.Name(), "status")); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "nonvoluntary_ctxt_switches:"); ok {
+					n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					st.Involuntary += n
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		st.Faults = float64(ru.Minflt + ru.Majflt)
+	}
+	st.Steal = readSteal()
+	return st
+}
+
+func (a threadStats) sub(b threadStats) threadStats {
+	return threadStats{Run: a.Run - b.Run, Wait: a.Wait - b.Wait, Steal: a.Steal - b.Steal, Slices: a.Slices - b.Slices,
+		Involuntary: a.Involuntary - b.Involuntary, Faults: a.Faults - b.Faults}
+}
+
+func (a threadStats) per(n int) threadStats {
+	d := max(1, n)
+	return threadStats{Run: a.Run / time.Duration(d), Wait: a.Wait / time.Duration(d), Steal: a.Steal / time.Duration(d),
+		Slices: a.Slices / float64(d), Involuntary: a.Involuntary / float64(d), Faults: a.Faults / float64(d)}
+}
+
+// stealSamples is the machine's cumulative steal time (/proc/stat, all
+// CPUs), sampled every 2 ms during the window: a virtual machine's vCPU
+// the host does not run stalls whatever runs on it, unseen by the guest's
+// scheduler and the Go runtime.
+type stealSamples struct {
+	at    []int64 // Unix ns
+	steal []time.Duration
+}
+
+// stealReport: Total steal in the window, Jumps (samples where it grew),
+// the share of the slowest 1% and of all reviews whose interval overlaps a
+// jump, and how many distinct 20 ms windows the slowest 1% fall in (few:
+// they come from a few stalls, each delaying every review in flight).
+type stealReport struct {
+	Total               time.Duration
+	Jumps, TailClusters int
+	TailShare, AllShare float64
+}
+
+func sampleSteal() (stop func() stealSamples) {
+	var ss stealSamples
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			ss.at = append(ss.at, time.Now().UnixNano())
+			ss.steal = append(ss.steal, readSteal())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() stealSamples { close(done); <-finished; return ss }
+}
+
+// readSteal is the machine's cumulative steal time (/proc/stat, in
+// USER_HZ ticks of 10 ms).
+func readSteal() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if f := strings.Fields(line); len(f) > 8 && f[0] == "cpu" {
+		ticks, _ := strconv.ParseInt(f[8], 10, 64)
+		return time.Duration(ticks) * 10 * time.Millisecond
+	}
+	return 0
+}
+
+func (ss stealSamples) against(all, tail []phases) stealReport {
+	var r stealReport
+	var jumps []int64 // times of the samples where steal grew
+	for i := 1; i < len(ss.at); i++ {
+		if d := ss.steal[i] - ss.steal[i-1]; d > 0 {
+			r.Total += d
+			jumps = append(jumps, ss.at[i])
+		}
+	}
+	r.Jumps = len(jumps)
+	overlaps := func(p phases) bool {
+		// A jump is seen up to one sample (2 ms) after it happened, and
+		// /proc/stat counts in 10 ms ticks: look 10 ms either side.
+		i, _ := slices.BinarySearch(jumps, p.at-int64(10*time.Millisecond))
+		return i < len(jumps) && jumps[i] <= p.end+int64(10*time.Millisecond)
+	}
+	share := func(ps []phases) float64 {
+		n := 0
+		for _, p := range ps {
+			if overlaps(p) {
+				n++
+			}
+		}
+		return float64(n) / float64(max(1, len(ps)))
+	}
+	r.TailShare, r.AllShare = share(tail), share(all)
+	windows := map[int64]bool{}
+	for _, p := range tail {
+		windows[p.at/int64(20*time.Millisecond)] = true
+	}
+	r.TailClusters = len(windows)
+	return r
 }

@@ -8,6 +8,9 @@ import (
 	"io"
 	"slices"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -78,26 +81,55 @@ func decodeReview(body []byte, sc *reviewScratch) (*admissionv1.AdmissionReview,
 	return rev, req, nil
 }
 
+// envelopeOptions decode the AdmissionReview as the API server's own
+// decoder does (sigs.k8s.io/json: encoding/json's semantics with
+// case-sensitive names, DisallowUnknownFields, DisallowDuplicateFields),
+// or more strictly: encoding/json's options, then unknown names refused,
+// names matched exactly, and duplicate names refused everywhere (also
+// inside the object, where the API server's decoder leaves them to the
+// object's own decoding).
+var envelopeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true),
+	jsonv2.MatchCaseInsensitiveNames(false), jsontext.AllowDuplicateNames(false))
+
+// decodeEnvelope decodes body into rev (whose Request may point at a
+// scratch request to decode into) exactly as sigs.k8s.io/json's strict
+// decoding does. The fast path is go-json-experiment (encoding/json/v2's
+// engine) with envelopeOptions: half the CPU of sigs.k8s.io/json for the
+// benchmark's 3 KB review and 5 allocations against 33. What it accepts
+// the API server's decoder accepts alike (a test and a fuzz target check
+// it); what it refuses is decoded again by sigs.k8s.io/json, which has the
+// last word and words the error, so only refused or unusual bodies (a
+// duplicate name inside the object) pay twice.
+func decodeEnvelope(body []byte, rev *admissionv1.AdmissionReview, sc *reviewScratch) error {
+	if jsonv2.Unmarshal(body, rev, envelopeOptions) == nil {
+		return nil
+	}
+	*rev = admissionv1.AdmissionReview{}
+	if sc != nil {
+		sc.reset()
+		rev.Request = &sc.req
+	}
+	strict, err := sigsjson.UnmarshalStrict(body, rev, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		return errors.Join(strict...)
+	}
+	return nil
+}
+
 func decodeReviewInto(body []byte, sc *reviewScratch) (*admissionv1.AdmissionReview, *policy.Request, error) {
-	// sigs.k8s.io/json is the decoder the API server itself uses: strict
-	// (unknown and duplicate fields, case-sensitive names) and, unlike
-	// encoding/json's Decoder, straight from the bytes already read (the
-	// Decoder copied every body into a buffer grown by doubling: ~10 KB of
-	// garbage per review, 15% of the handler's allocations).
 	var rev admissionv1.AdmissionReview
 	if sc != nil {
 		sc.reset()
 		rev.Request = &sc.req // decoded into: its raw buffers are reused
 	}
-	strict, err := sigsjson.UnmarshalStrict(body, &rev, sigsjson.DisallowUnknownFields, sigsjson.DisallowDuplicateFields)
-	if err != nil {
+	if err := decodeEnvelope(body, &rev, sc); err != nil {
 		if trailingData(body) {
 			return nil, nil, fmt.Errorf("%w: trailing data after the JSON body", ErrBadReview)
 		}
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadReview, err)
-	}
-	if len(strict) > 0 {
-		return nil, nil, fmt.Errorf("%w: %v", ErrBadReview, errors.Join(strict...))
 	}
 	if rev.APIVersion != "admission.k8s.io/v1" || rev.Kind != "AdmissionReview" {
 		return nil, nil, fmt.Errorf("%w: apiVersion %q kind %q: want admission.k8s.io/v1 AdmissionReview", ErrBadReview, rev.APIVersion, rev.Kind)

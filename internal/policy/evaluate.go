@@ -107,6 +107,25 @@ func newSet(ps []*Policy, version string) (*Set, error) {
 // equal expression and deeply equal params sharing a number, and notes
 // the variables the rules read.
 func (s *Set) groupRules() {
+	// Equal vulnerability rules (a baseline copied into every team's
+	// policy) judge an image's findings once per request.
+	var vulns []*vulnRule
+	for _, p := range s.policies {
+		if p.vuln == nil {
+			continue
+		}
+		p.vuln.group = -1
+		for _, v := range vulns {
+			if v.equal(p.vuln) {
+				p.vuln.group = v.group
+				break
+			}
+		}
+		if p.vuln.group < 0 {
+			p.vuln.group = len(vulns)
+			vulns = append(vulns, p.vuln)
+		}
+	}
 	s.celUses = map[string]bool{}
 	type group struct {
 		id     int
@@ -294,12 +313,21 @@ type evaluation struct {
 	posture []*posture.Report
 	parsed  [][]failure
 	images  map[string]imageAnswer
+	// vulnBad is what each vulnerability rule group found wrong with an
+	// image's report (see vulnRule.group), for the policies sharing it.
+	vulnBad map[vulnKey][]Violation
 	celVars *celeval.Vars
 	celErr  error
 	cel     []celResult // by rule group
 	// release returns the CEL variables' maps to the set's pool once the
 	// evaluation is over (nothing in a Decision refers to them).
 	release []func()
+}
+
+type vulnKey struct {
+	group int
+	image string
+	rep   *ImageReport
 }
 
 type imageAnswer struct {
@@ -483,8 +511,6 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 	r := p.vuln
 	var out []Violation
 	seen := map[string]bool{}
-	// Containers running the same image share its verdict.
-	perImage := map[string][]Violation{}
 	now := time.Now()
 	for _, c := range ev.conts {
 		if c.Image == "" {
@@ -536,7 +562,10 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 				Message: msg, Fix: "scan it first: bulwark scan image --server URL " + c.Image})
 			continue
 		}
-		bad, ok := perImage[c.Image]
+		// Containers running the same image, and policies with equal
+		// rules, share its verdict.
+		key := vulnKey{r.group, c.Image, rep}
+		bad, ok := ev.vulnBad[key]
 		if !ok {
 			for i := range rep.Findings {
 				f := &rep.Findings[i]
@@ -547,7 +576,10 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 				bad = append(bad, Violation{Rule: RuleVulnerabilities, Image: c.Image, Digest: rep.Digest,
 					Finding: f.ID, Severity: f.Severity, Message: findingText(f, why), Fix: fixText(f)})
 			}
-			perImage[c.Image] = bad
+			if ev.vulnBad == nil {
+				ev.vulnBad = map[vulnKey][]Violation{}
+			}
+			ev.vulnBad[key] = bad
 		}
 		bad = slices.Clone(bad)
 		for i := range bad {
@@ -639,6 +671,13 @@ func (r *vulnRule) denied(id string) bool {
 		return false
 	}
 	return r.deny[id]
+}
+
+// equal says whether o judges every finding as r does (the group aside).
+func (r *vulnRule) equal(o *vulnRule) bool {
+	a, b := *r, *o
+	a.group, b.group = 0, 0
+	return reflect.DeepEqual(a, b)
 }
 
 func (r *vulnRule) excepted(id string, now time.Time) bool {

@@ -147,6 +147,9 @@ type vulnRule struct {
 	exceptions     map[string]vulnException
 	unscanned      Unscanned
 	scanTimeout    time.Duration
+	// group numbers the distinct rules of a Set: policies with equal
+	// vulnerability rules share one verdict per image and request.
+	group int
 }
 
 type vulnException struct {

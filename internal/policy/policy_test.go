@@ -711,3 +711,41 @@ func TestSharedRules(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedVulnerabilityRules: policies with equal vulnerability rules
+// share one judgement of an image per review, yet each reports under its
+// own name and mode, per container, with its own exemptions; a policy
+// whose rule differs (one more denied id, one exception) is judged apart.
+func TestSharedVulnerabilityRules(t *testing.T) {
+	l := newTestLoader(t)
+	img := "registry.example.com/shop/web:1.4.2"
+	rep := &ImageReport{Scanned: true, Digest: "sha256:0a", Findings: []Finding{log4shell, urllib3, glibcNoFix, medium}}
+	set := loadYAML(t, l, policyDoc("a", "  mode: deny\n  vulnerabilities: {maxSeverity: high}")+
+		policyDoc("b", "  mode: warn\n  vulnerabilities: {maxSeverity: high}")+
+		policyDoc("c", "  mode: audit\n  vulnerabilities: {maxSeverity: high, deny: [CVE-2023-5678]}")+
+		policyDoc("d", "  mode: deny\n  vulnerabilities: {maxSeverity: high, exceptions: [{id: CVE-2021-44228, reason: patched in place}]}"))
+	groups := map[string]int{}
+	for _, p := range set.Policies() {
+		groups[p.Name] = p.vuln.group
+	}
+	if groups["a"] != groups["b"] || groups["a"] == groups["c"] || groups["a"] == groups["d"] || groups["c"] == groups["d"] {
+		t.Errorf("rule groups %v: want a and b shared, c and d apart", groups)
+	}
+	req := podWith("n", "web", img, img)
+	req.Images = StaticImages{img: rep}
+	want := []string{"verdict=deny",
+		"a deny vulnerabilities CVE-2019-1010022 c0", "a deny vulnerabilities CVE-2019-1010022 c1",
+		"a deny vulnerabilities CVE-2021-44228 c0", "a deny vulnerabilities CVE-2021-44228 c1",
+		"b warn vulnerabilities CVE-2019-1010022 c0", "b warn vulnerabilities CVE-2019-1010022 c1",
+		"b warn vulnerabilities CVE-2021-44228 c0", "b warn vulnerabilities CVE-2021-44228 c1",
+		"c audit vulnerabilities CVE-2019-1010022 c0", "c audit vulnerabilities CVE-2019-1010022 c1",
+		"c audit vulnerabilities CVE-2021-44228 c0", "c audit vulnerabilities CVE-2021-44228 c1",
+		"c audit vulnerabilities CVE-2023-5678 c0", "c audit vulnerabilities CVE-2023-5678 c1",
+		"d deny vulnerabilities CVE-2019-1010022 c0", "d deny vulnerabilities CVE-2019-1010022 c1",
+	}
+	for range 2 { // the second review must not see the first's shared verdicts
+		if diff := cmp.Diff(want, summary(set.Evaluate(context.Background(), req))); diff != "" {
+			t.Errorf("decision (-want +got):\n%s", diff)
+		}
+	}
+}

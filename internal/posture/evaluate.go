@@ -192,6 +192,8 @@ type Evaluator struct {
 	active  []Exception
 	expired []Exception
 	version api.Version
+	// refs keeps parsed image references between evaluations.
+	refs *refCache
 }
 
 // New builds the catalogue for cfg.
@@ -206,7 +208,7 @@ func New(cfg Config) (*Evaluator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Evaluator{cfg: cfg, version: v, byID: map[string]int{}}
+	e := &Evaluator{cfg: cfg, version: v, byID: map[string]int{}, refs: &refCache{}}
 	e.controls = bulwarkControls()
 	e.pss = resolvePSS(v)
 	e.pssFirst = len(e.controls)
@@ -278,7 +280,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Decoded) (*Report, error) 
 	nsPolicy := map[string]bool{} // namespaces holding a NetworkPolicy
 	var targets []*target
 	rb := newRBACIndex()
-	images := imageCache{}
+	images := imageCache{m: map[string]parsedImage{}, shared: e.refs}
 	for i := range in.Objects {
 		o := &in.Objects[i]
 		ref := o.Ref

@@ -3,6 +3,7 @@ package posture
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/distribution/reference"
 
@@ -142,7 +143,11 @@ func (images imageCache) newPodView(meta *metav1.ObjectMeta, spec *corev1.PodSpe
 
 // imageCache holds each image reference parsed once per evaluation:
 // replicas and repeated manifests name the same images again and again.
-type imageCache map[string]parsedImage
+type imageCache struct {
+	m map[string]parsedImage
+	// shared outlives the evaluation (nil: none).
+	shared *refCache
+}
 
 type parsedImage struct {
 	ref reference.Named
@@ -154,16 +159,56 @@ func (images imageCache) newContainerView(c *corev1.Container, kind, prefix stri
 }
 
 // image is the container's parsed image reference, parsed once per
-// evaluation for every image control.
+// evaluation for every image control, and taken from the evaluator's
+// shared cache when an earlier evaluation parsed it (see refCache).
 func (c containerView) image() (reference.Named, error) {
-	p, ok := c.images[c.c.Image]
+	p, ok := c.images.m[c.c.Image]
 	if !ok {
-		p.ref, p.err = reference.ParseNormalizedNamed(c.c.Image)
-		if c.images != nil && len(c.images) < 100_000 {
-			c.images[c.c.Image] = p
+		if p, ok = c.images.shared.get(c.c.Image); !ok {
+			p.ref, p.err = reference.ParseNormalizedNamed(c.c.Image)
+			c.images.shared.put(c.c.Image, p)
+		}
+		if c.images.m != nil && len(c.images.m) < 100_000 {
+			c.images.m[c.c.Image] = p
 		}
 	}
 	return p.ref, p.err
+}
+
+// refCache keeps parsed image references across evaluations, for the
+// admission webhook, which evaluates every review of the same few images
+// again: the reference grammar's regular expression was 6% of a review's
+// CPU. A parsed reference (and its error) is immutable, so sharing is
+// safe. Bounded: when full it starts over. A nil *refCache caches
+// nothing.
+type refCache struct {
+	mu sync.Mutex
+	m  map[string]parsedImage
+}
+
+// maxCachedRefs bounds refCache (a few hundred KB at most).
+const maxCachedRefs = 4096
+
+func (rc *refCache) get(image string) (parsedImage, bool) {
+	if rc == nil {
+		return parsedImage{}, false
+	}
+	rc.mu.Lock()
+	p, ok := rc.m[image]
+	rc.mu.Unlock()
+	return p, ok
+}
+
+func (rc *refCache) put(image string, p parsedImage) {
+	if rc == nil || len(image) > 4096 {
+		return
+	}
+	rc.mu.Lock()
+	if rc.m == nil || len(rc.m) >= maxCachedRefs {
+		rc.m = make(map[string]parsedImage)
+	}
+	rc.m[image] = p
+	rc.mu.Unlock()
 }
 
 // failures gathers per-container problems into one outcome.
