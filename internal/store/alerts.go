@@ -279,7 +279,7 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 	err := s.ingestTx(ctx, func(tx *sql.Tx, conn *sql.Conn) error {
 		*rep = IngestReport{BySource: map[AlertSource]IngestCounts{}}
 		now := s.now()
-		fresh, err := s.recordIngestIDs(ctx, tx, in, now)
+		fresh, err := s.recordIngestIDs(ctx, tx, conn, in, now)
 		if err != nil {
 			return fmt.Errorf("record alert ids: %w", err)
 		}
@@ -416,7 +416,10 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 // transaction inserting the same id makes this one wait for it and then
 // see the id as taken, so two replicas receiving the same replayed batch
 // still store it once.
-func (s *Store) recordIngestIDs(ctx context.Context, tx *sql.Tx, in []AlertIn, now time.Time) (map[string]struct{}, error) {
+//
+// On PostgreSQL the ids go in as a binary COPY (copyIngestIDs) when the
+// transaction's connection is at hand (conn), else as one INSERT.
+func (s *Store) recordIngestIDs(ctx context.Context, tx *sql.Tx, conn *sql.Conn, in []AlertIn, now time.Time) (map[string]struct{}, error) {
 	ids := make([]string, 0, len(in))
 	for i := range in {
 		ids = append(ids, in[i].ID)
@@ -435,7 +438,12 @@ func (s *Store) recordIngestIDs(ctx context.Context, tx *sql.Tx, in []AlertIn, n
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest_ids`); err != nil {
 			return nil, err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO alert_ingests (id, received_at) SELECT x, $2 FROM unnest($1::text[]) AS x`, ids, at)
+		var err error
+		if conn != nil {
+			err = copyIngestIDs(ctx, conn, ids, now)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO alert_ingests (id, received_at) SELECT x, $2 FROM unnest($1::text[]) AS x`, ids, at)
+		}
 		if err == nil {
 			for _, id := range ids {
 				fresh[id] = struct{}{}
