@@ -146,15 +146,8 @@ func (f *FileAccountStore) read() error {
 
 // parseAccountState decodes and checks one state file (the fuzzed parser).
 func parseAccountState(r io.Reader) (*accountStateFile, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxAccountStateBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAccountState, err)
-	}
-	if len(b) > MaxAccountStateBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrAccountState, MaxAccountStateBytes)
-	}
 	var st accountStateFile
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := fsutil.DecodeJSONLimited(r, MaxAccountStateBytes, &st); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAccountState, err)
 	}
 	if st.Version != AccountStateVersion {

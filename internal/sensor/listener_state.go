@@ -92,15 +92,8 @@ func (d *ListenerDetector) Load(path string) error {
 
 // parseListenerState decodes and checks one state file (the fuzzed parser).
 func parseListenerState(r io.Reader) (*listenerStateFile, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxListenerStateBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrListenerState, err)
-	}
-	if len(b) > MaxListenerStateBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrListenerState, MaxListenerStateBytes)
-	}
 	var st listenerStateFile
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := fsutil.DecodeJSONLimited(r, MaxListenerStateBytes, &st); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrListenerState, err)
 	}
 	if st.Version != ListenerStateVersion {

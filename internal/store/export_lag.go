@@ -52,17 +52,10 @@ const (
 func (s *Store) ExportLagStats(ctx context.Context, exportID int64) (ExportLag, error) {
 	op := fmt.Sprintf("export %d lag", exportID)
 	var lag ExportLag
-	var row exportLeaseRow
-	var sources, namespaces, kinds, ahead string
-	err := s.queryRow(ctx, s.r, `SELECT cursor_xid, cursor_seq, settled_ahead, min_severity, sources, namespaces, kinds
-		FROM exports WHERE id = ?`, exportID).Scan(&row.cursor.xid, &row.cursor.seq, &ahead, &row.filter.MinSeverity,
-		&sources, &namespaces, &kinds)
+	row, err := s.exportCursorRow(ctx, exportID)
 	if err != nil {
 		return lag, s.wrapErr(op, err)
 	}
-	row.filter.Sources, row.filter.Namespaces, row.filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
-	row.ahead = parseAhead(ahead)
-
 	recs, end, scanned, err := s.readExportLog(ctx, exportID, &row, LagSample, LagSample, false)
 	if err != nil {
 		return lag, s.wrapErr(op, err)

@@ -1141,6 +1141,22 @@ type OutboxStats struct {
 	Oldest time.Time
 }
 
+// exportCursorRow reads an export's cursor and filter, as the statistics
+// (ExportOutboxStats, ExportLagStats) read the log behind it.
+func (s *Store) exportCursorRow(ctx context.Context, exportID int64) (exportLeaseRow, error) {
+	var row exportLeaseRow
+	var sources, namespaces, kinds, ahead string
+	err := s.queryRow(ctx, s.r, `SELECT cursor_xid, cursor_seq, settled_ahead, min_severity, sources, namespaces, kinds
+		FROM exports WHERE id = ?`, exportID).Scan(&row.cursor.xid, &row.cursor.seq, &ahead, &row.filter.MinSeverity,
+		&sources, &namespaces, &kinds)
+	if err != nil {
+		return row, err
+	}
+	row.filter.Sources, row.filter.Namespaces, row.filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
+	row.ahead = parseAhead(ahead)
+	return row, nil
+}
+
 // maxStatsScan bounds the rows ExportOutboxStats filters one by one.
 const maxStatsScan = 100_000
 
@@ -1148,16 +1164,10 @@ const maxStatsScan = 100_000
 func (s *Store) ExportOutboxStats(ctx context.Context, exportID int64) (OutboxStats, error) {
 	op := fmt.Sprintf("export %d outbox stats", exportID)
 	var st OutboxStats
-	var row exportLeaseRow
-	var sources, namespaces, kinds, ahead string
-	err := s.queryRow(ctx, s.r, `SELECT cursor_xid, cursor_seq, settled_ahead, min_severity, sources, namespaces, kinds
-		FROM exports WHERE id = ?`, exportID).Scan(&row.cursor.xid, &row.cursor.seq, &ahead, &row.filter.MinSeverity,
-		&sources, &namespaces, &kinds)
+	row, err := s.exportCursorRow(ctx, exportID)
 	if err != nil {
 		return st, s.wrapErr(op, err)
 	}
-	row.filter.Sources, row.filter.Namespaces, row.filter.Kinds = splitList(sources), splitList(namespaces), splitList(kinds)
-	row.ahead = parseAhead(ahead)
 	recs, end, scanned, err := s.readExportLog(ctx, exportID, &row, maxStatsScan, maxStatsScan, false)
 	if err != nil {
 		return st, s.wrapErr(op, err)
