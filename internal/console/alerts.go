@@ -321,7 +321,9 @@ type suppressForm struct {
 	Rule, Cluster, Namespace, Workload, Image string
 }
 
-func (c *Console) alertID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+// pathID reads the positive numeric {id} of an alert's or a suppression's
+// page; anything else is a 404 page.
+func (c *Console) pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		c.errorPage(w, r, http.StatusNotFound, "Not found.")
@@ -331,7 +333,7 @@ func (c *Console) alertID(w http.ResponseWriter, r *http.Request) (int64, bool) 
 }
 
 func (c *Console) alertPage(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.alertID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -437,7 +439,7 @@ func (c *Console) alertBack(w http.ResponseWriter, r *http.Request, id int64, ki
 
 // alertStatus moves the alert through the triage workflow.
 func (c *Console) alertStatus(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.alertID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -464,7 +466,7 @@ func (c *Console) alertStatus(w http.ResponseWriter, r *http.Request) {
 // alertAction requests a response action; the cluster's responder
 // performs it and reports back.
 func (c *Console) alertAction(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.alertID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -498,7 +500,7 @@ func (c *Console) alertAction(w http.ResponseWriter, r *http.Request) {
 // alertSuppress creates a suppression from the alert's fields (each kept
 // or widened to a glob by the form) with a reason and an expiry.
 func (c *Console) alertSuppress(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.alertID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}

@@ -205,19 +205,10 @@ func (c *Console) suppressionCreate(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (c *Console) suppressionID(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		c.errorPage(w, r, http.StatusNotFound, "Not found.")
-		return 0, false
-	}
-	return id, true
-}
-
 // suppressionExpire ends a suppression now; it stays listed (expired) with
 // its hits, and the alerts it holds stay hidden until released.
 func (c *Console) suppressionExpire(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.suppressionID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -235,7 +226,7 @@ func (c *Console) suppressionExpire(w http.ResponseWriter, r *http.Request) {
 
 // suppressionDelete removes a suppression (the API's DELETE).
 func (c *Console) suppressionDelete(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.suppressionID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -261,7 +252,7 @@ func heldNote(held int) string {
 // suppressionApply suppresses the open alerts stored before the
 // suppression that it matches.
 func (c *Console) suppressionApply(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.suppressionID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}
@@ -280,7 +271,7 @@ func (c *Console) suppressionApply(w http.ResponseWriter, r *http.Request) {
 
 // suppressionRelease shows the open alerts a suppression holds again.
 func (c *Console) suppressionRelease(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.suppressionID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}

@@ -201,7 +201,7 @@ func (c *Console) alertsBulk(w http.ResponseWriter, r *http.Request) {
 // alertRelease makes the open alerts held by the alert's suppression
 // visible again — what an expiry or deletion never does by itself.
 func (c *Console) alertRelease(w http.ResponseWriter, r *http.Request) {
-	id, ok := c.alertID(w, r)
+	id, ok := c.pathID(w, r)
 	if !ok {
 		return
 	}

@@ -84,7 +84,12 @@ func TestAlertsInBrowser(t *testing.T) {
 	}
 
 	// Open the first alert: evidence as pretty JSON, related alerts.
-	step("open an alert", chromedp.Click(chromedp.CSS(`#alerts-table tbody tr:first-child a`)), chromedp.WaitVisible(chromedp.ID("alert-evidence")))
+	// Clicked from script once the filtered page's row is there: a
+	// chromedp.Click resolved against the page being replaced fails with
+	// "Could not find node with given id" (seen once in a loaded run).
+	step("open an alert", chromedp.WaitVisible(chromedp.CSS(`#alerts-table tbody tr:first-child a`)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#alerts-table tbody tr:first-child a").click()`),
+		chromedp.WaitVisible(chromedp.ID("alert-evidence")))
 	idStr := eval("alert id", `location.pathname.split("/").pop()`)
 	id, _ := strconv.ParseInt(idStr, 10, 64)
 	a, err := st.GetAlert(ctx, id)
