@@ -514,25 +514,6 @@ func (c *Console) alertSuppress(w http.ResponseWriter, r *http.Request) {
 		c.alertBack(w, r, id, "error", problem)
 		return
 	}
-	created, err := c.st.CreateSuppressionApplied(r.Context(), sp, apply)
-	target := fmt.Sprintf("alert/%d", id)
-	details := suppressionAuditDetails(sp, apply)
-	details["alert"], details["ok"] = id, err == nil
-	if err == nil {
-		target = fmt.Sprintf("suppression/%d", created.ID)
-		details["applied"] = created.Applied
-	}
-	c.audit(r.Context(), p.Actor, "suppression.create", target, details)
-	switch {
-	case errors.Is(err, store.ErrInvalid):
-		c.alertBack(w, r, id, "error", "Suppression not created: "+err.Error())
-	case err != nil:
-		c.storeError(w, r, err)
-	default:
-		msg := fmt.Sprintf("Suppression %d created: matching alerts are counted, not shown as new.", created.ID)
-		if apply {
-			msg += fmt.Sprintf(" %d open alert(s) already stored were suppressed too.", created.Applied)
-		}
-		c.alertBack(w, r, id, "ok", msg)
-	}
+	c.createSuppression(w, r, p.Actor, sp, apply, fmt.Sprintf("alert/%d", id), map[string]any{"alert": id},
+		func(kind, msg string) { c.alertBack(w, r, id, kind, msg) })
 }

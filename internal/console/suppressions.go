@@ -182,18 +182,30 @@ func (c *Console) suppressionCreate(w http.ResponseWriter, r *http.Request) {
 		c.suppressionsBack(w, r, "error", problem)
 		return
 	}
+	c.createSuppression(w, r, p.Actor, sp, apply, "suppressions", nil, func(kind, msg string) { c.suppressionsBack(w, r, kind, msg) })
+}
+
+// createSuppression stores a suppression read from a form, audits it with
+// the API's action name and answers through back. The suppressions page and
+// the alert page differ only in where they go back to and what the audit
+// entry names (failTarget, extra details) when creation fails.
+func (c *Console) createSuppression(w http.ResponseWriter, r *http.Request, actor string, sp store.Suppression, apply bool,
+	failTarget string, extra map[string]any, back func(kind, msg string)) {
 	created, err := c.st.CreateSuppressionApplied(r.Context(), sp, apply)
 	details := suppressionAuditDetails(sp, apply)
+	for k, v := range extra {
+		details[k] = v
+	}
 	details["ok"] = err == nil
-	target := "suppressions"
+	target := failTarget
 	if err == nil {
 		target = fmt.Sprintf("suppression/%d", created.ID)
 		details["applied"] = created.Applied
 	}
-	c.audit(r.Context(), p.Actor, "suppression.create", target, details)
+	c.audit(r.Context(), actor, "suppression.create", target, details)
 	switch {
 	case errors.Is(err, store.ErrInvalid):
-		c.suppressionsBack(w, r, "error", "Suppression not created: "+err.Error())
+		back("error", "Suppression not created: "+err.Error())
 	case err != nil:
 		c.storeError(w, r, err)
 	default:
@@ -201,7 +213,7 @@ func (c *Console) suppressionCreate(w http.ResponseWriter, r *http.Request) {
 		if apply {
 			msg += fmt.Sprintf(" %d open alert(s) already stored were suppressed too.", created.Applied)
 		}
-		c.suppressionsBack(w, r, "ok", msg)
+		back("ok", msg)
 	}
 }
 

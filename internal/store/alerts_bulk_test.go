@@ -316,6 +316,16 @@ func TestAuditAccountSources(t *testing.T) {
 	})
 }
 
+// oldAlertRow inserts one open alert on pod shop/web-1 of cluster prod as
+// an older schema holds it (the upgrade tests' starting data).
+func oldAlertRow(ctx context.Context, old *Store, tx *sql.Tx, now any) (int64, error) {
+	var id int64
+	err := old.queryRow(ctx, tx, `INSERT INTO alerts (fingerprint, source, rule, severity, title, cluster, namespace, pod,
+		node, workload, first_seen, last_seen, status) VALUES ('fp', 'sensor', 'Reverse shell', 4, 't', 'prod', 'shop', 'web-1',
+		'node-1', 'Deployment/web', ?, ?, 'new') RETURNING id`, now, now).Scan(&id)
+	return id, err
+}
+
 // Migration 0012 on a database holding response actions and alerts (as of
 // 0011): rows kept with their ids, the undo actions now allowed, the new
 // alert columns empty.
@@ -326,10 +336,8 @@ func TestMigrateResponseActionsForUndo(t *testing.T) {
 			dsn := be.DSN(t)
 			old := storeAtVersion(t, dsn, 11, func(old *Store, tx *sql.Tx) error {
 				now := old.ts(time.Now())
-				var alertID int64
-				if err := old.queryRow(ctx, tx, `INSERT INTO alerts (fingerprint, source, rule, severity, title, cluster, namespace, pod,
-					node, workload, first_seen, last_seen, status) VALUES ('fp', 'sensor', 'Reverse shell', 4, 't', 'prod', 'shop', 'web-1',
-					'node-1', 'Deployment/web', ?, ?, 'new') RETURNING id`, now, now).Scan(&alertID); err != nil {
+				alertID, err := oldAlertRow(ctx, old, tx, now)
+				if err != nil {
 					return err
 				}
 				for _, a := range []string{"isolate_pod", "cordon_node"} {

@@ -159,13 +159,11 @@ func TestMigrateResponseActionsForRestore(t *testing.T) {
 			dsn := be.DSN(t)
 			old := storeAtVersion(t, dsn, 12, func(old *Store, tx *sql.Tx) error {
 				now := old.ts(time.Now())
-				var alertID int64
-				if err := old.queryRow(ctx, tx, `INSERT INTO alerts (fingerprint, source, rule, severity, title, cluster, namespace, pod,
-					node, workload, first_seen, last_seen, status) VALUES ('fp', 'sensor', 'Reverse shell', 4, 't', 'prod', 'shop', 'web-1',
-					'node-1', 'Deployment/web', ?, ?, 'new') RETURNING id`, now, now).Scan(&alertID); err != nil {
+				alertID, err := oldAlertRow(ctx, old, tx, now)
+				if err != nil {
 					return err
 				}
-				_, err := old.exec(ctx, tx, `INSERT INTO response_actions (alert_id, action, cluster, namespace, pod, workload, node, state,
+				_, err = old.exec(ctx, tx, `INSERT INTO response_actions (alert_id, action, cluster, namespace, pod, workload, node, state,
 					requested_by, requested_at, message, completed_by, completed_at) VALUES (?, 'scale_to_zero', 'prod', 'shop', 'web-1',
 					'Deployment/web', 'node-1', 'done', 'user:alice', ?, 'Deployment shop/web scaled from 5 to 0 replicas', 'token:r', ?)`,
 					alertID, now, now)
