@@ -74,17 +74,8 @@ func TestRespondRestoreScale(t *testing.T) {
 	alertID := list.Items[0].ID
 	round := func() {
 		t.Helper()
-		var stderr bytes.Buffer
-		code := Main(ctx, Env{Args: []string{"respond", "--server", c.url, "--server-ca", c.caPath, "--cluster", "prod",
-			"--kubeconfig", kc.Kubeconfig, "--once"}, Stdout: &bytes.Buffer{}, Stderr: &stderr,
-			Getenv: func(k string) string {
-				if k == "BULWARK_TOKEN" {
-					return c.agent
-				}
-				return ""
-			}})
-		if code != ExitOK {
-			t.Fatalf("respond exited %d: %s", code, stderr.String())
+		if code, stderr := c.respondOnce(ctx, kc.Kubeconfig); code != ExitOK {
+			t.Fatalf("respond exited %d: %s", code, stderr)
 		}
 	}
 	action := func(id int64) alerts.Action {

@@ -84,21 +84,12 @@ func TestRespondAgainstCentral(t *testing.T) {
 	scale := request("prod/debug/Shell in container", alerts.ActionScaleToZero) // a bare pod: fails
 	other := request("staging/miner/Crypto miner", alerts.ActionDeletePod)
 
-	var stdout, stderr bytes.Buffer
-	code := Main(ctx, Env{Args: []string{"respond", "--server", c.url, "--server-ca", c.caPath, "--cluster", "prod",
-		"--kubeconfig", kc.Kubeconfig, "--once"},
-		Stdout: &stdout, Stderr: &stderr,
-		Getenv: func(k string) string {
-			if k == "BULWARK_TOKEN" {
-				return c.agent
-			}
-			return ""
-		}})
+	code, stderr := c.respondOnce(ctx, kc.Kubeconfig)
 	if code != ExitOK {
-		t.Fatalf("respond exited %d: %s", code, stderr.String())
+		t.Fatalf("respond exited %d: %s", code, stderr)
 	}
-	if !strings.Contains(stderr.String(), "3 action(s)") {
-		t.Errorf("stderr %q, want 3 actions reported", stderr.String())
+	if !strings.Contains(stderr, "3 action(s)") {
+		t.Errorf("stderr %q, want 3 actions reported", stderr)
 	}
 
 	if _, err := kc.Client.CoreV1().Pods("shop").Get(ctx, "miner", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -136,17 +127,9 @@ func TestRespondAgainstCentral(t *testing.T) {
 	// Undo: the node was cordoned (done), so central accepts uncordon_node
 	// and the next round performs it.
 	uncordon := request("prod/miner/Crypto miner", alerts.ActionUncordonNode)
-	stderr.Reset()
-	code = Main(ctx, Env{Args: []string{"respond", "--server", c.url, "--server-ca", c.caPath, "--cluster", "prod",
-		"--kubeconfig", kc.Kubeconfig, "--once"}, Stdout: &stdout, Stderr: &stderr,
-		Getenv: func(k string) string {
-			if k == "BULWARK_TOKEN" {
-				return c.agent
-			}
-			return ""
-		}})
+	code, stderr = c.respondOnce(ctx, kc.Kubeconfig)
 	if code != ExitOK {
-		t.Fatalf("respond (undo) exited %d: %s", code, stderr.String())
+		t.Fatalf("respond (undo) exited %d: %s", code, stderr)
 	}
 	if node, err := kc.Client.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{}); err != nil || node.Spec.Unschedulable {
 		t.Errorf("node still cordoned after uncordon_node: %v", err)
@@ -220,6 +203,22 @@ func startRespondCentral(t *testing.T) *respondCentral {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// respondOnce runs one round of `bulwark respond --once` for cluster prod
+// with the agent's token, as the responder in a cluster would; it returns
+// the exit code and what the command wrote on stderr.
+func (c *respondCentral) respondOnce(ctx context.Context, kubeconfig string) (int, string) {
+	var stderr bytes.Buffer
+	code := Main(ctx, Env{Args: []string{"respond", "--server", c.url, "--server-ca", c.caPath, "--cluster", "prod",
+		"--kubeconfig", kubeconfig, "--once"}, Stdout: io.Discard, Stderr: &stderr,
+		Getenv: func(k string) string {
+			if k == "BULWARK_TOKEN" {
+				return c.agent
+			}
+			return ""
+		}})
+	return code, stderr.String()
 }
 
 func (c *respondCentral) call(t *testing.T, method, path, token string, in, out any) {
