@@ -254,6 +254,19 @@ func startConsoleWithAlerts(t *testing.T, prefix string) (e *env, st *store.Stor
 	return e, st, agent, chromium
 }
 
+// aliceAudits lists the audit entries of one action by user alice, the
+// console user the browser tests log in as (newest first, at most 50).
+func aliceAudits(t *testing.T, st *store.Store) func(action string) []store.AuditEntry {
+	return func(action string) []store.AuditEntry {
+		t.Helper()
+		es, _, err := st.ListAudit(context.Background(), store.AuditFilter{Action: action, Actor: "user:alice"}, store.Page{Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+}
+
 // browserHelpers returns the browser tests' three actions on the page of
 // b: step runs chromedp actions (failing the test with the page's URL and
 // text), shot keeps a full-page PNG named prefix-name.png when

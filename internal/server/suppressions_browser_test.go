@@ -28,13 +28,7 @@ func TestSuppressionsInBrowser(t *testing.T) {
 	b := newChromium(t, chromium)
 	step, shot, eval := browserHelpers(t, b, "suppressions")
 	base := e.url
-	audits := func(action string) []store.AuditEntry {
-		es, _, err := st.ListAudit(ctx, store.AuditFilter{Action: action, Actor: "user:alice"}, store.Page{Limit: 50})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return es
-	}
+	audits := aliceAudits(t, st)
 	total := func() int {
 		t.Helper()
 		n, err := strconv.Atoi(strings.ReplaceAll(eval("alerts total", `document.getElementById("alerts-total").textContent`), ",", ""))

@@ -33,13 +33,7 @@ func TestTriageInBrowser(t *testing.T) {
 
 	b := newChromium(t, chromium)
 	step, shot, eval := browserHelpers(t, b, "triage")
-	audits := func(action string) []store.AuditEntry {
-		es, _, err := st.ListAudit(ctx, store.AuditFilter{Action: action, Actor: "user:alice"}, store.Page{Limit: 50})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return es
-	}
+	audits := aliceAudits(t, st)
 	base := e.url
 	step("log in",
 		chromedp.Navigate(base+"/alerts?sort=rule"),
