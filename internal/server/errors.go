@@ -54,6 +54,12 @@ func errorStatus(err error) (status int, code, msg string) {
 		return http.StatusUnauthorized, "unauthorized", "invalid, expired or revoked credentials"
 	case errors.Is(err, store.ErrNoSecretKey):
 		return http.StatusServiceUnavailable, "no_secret_key", "the server has no secret key for registry credentials"
+	case errors.Is(err, store.ErrStorageFull):
+		// 507: the request was fine and may be sent again as it is once an
+		// operator made room; senders (sensor, audit webhook, registries)
+		// treat a 5xx as "retry later" and keep their records meanwhile.
+		return http.StatusInsufficientStorage, "storage_full",
+			"central's storage is full: nothing from this request was stored; retry later (operators: free or add disk space for the database)"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, "unavailable", "the request was cancelled or timed out"
 	}
@@ -73,8 +79,11 @@ type errorDetail struct {
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bulwark"`)
+	case http.StatusInsufficientStorage:
+		w.Header().Set("Retry-After", "30")
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(errorBody{errorDetail{Code: code, Message: msg}})

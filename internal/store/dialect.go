@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +30,8 @@ type dialect struct {
 	like string
 	// isUnique reports a unique-constraint violation.
 	isUnique func(error) bool
+	// isFull reports that the database could not grow: its disk is full.
+	isFull func(error) bool
 	// migrationDir is the embedded directory holding this dialect's schema.
 	migrationDir string
 }
@@ -49,6 +52,17 @@ var sqliteDialect = &dialect{
 		}
 		return false
 	},
+	isFull: func(err error) bool {
+		// SQLITE_FULL (the primary code of any extended one) is what SQLite
+		// answers when a write to the database, its WAL or a temporary file
+		// fails for want of space; an I/O error carrying ENOSPC is the same
+		// condition seen by another path (a short write at commit).
+		var e *sqlite.Error
+		if errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_FULL {
+			return true
+		}
+		return errors.Is(err, syscall.ENOSPC)
+	},
 }
 
 var postgresDialect = &dialect{
@@ -62,6 +76,13 @@ var postgresDialect = &dialect{
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505"
+	},
+	isFull: func(err error) bool {
+		// 53100 disk_full: a relation or temporary file could not be
+		// extended. (A full WAL disk is not answered: the server stops, and
+		// the client sees a lost connection, retried as any outage.)
+		var e *pgconn.PgError
+		return errors.As(err, &e) && e.Code == "53100"
 	},
 }
 

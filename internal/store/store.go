@@ -36,6 +36,11 @@ var (
 	// ErrNoSecretKey: registry credentials were given or asked for but the
 	// store was opened without Options.SecretKey.
 	ErrNoSecretKey = errors.New("no secret key configured")
+	// ErrStorageFull: the database's disk (or PostgreSQL's tablespace) is
+	// full. The transaction was rolled back whole, so nothing of the call was
+	// stored; the caller should retry later (the API answers 507 with
+	// Retry-After, and senders keep their records until then).
+	ErrStorageFull = errors.New("storage full")
 )
 
 func invalid(format string, args ...any) error {
@@ -358,6 +363,9 @@ func (s *Store) wrapErr(op string, err error) error {
 	}
 	if s.d.isUnique(err) {
 		return fmt.Errorf("%s: %w (%v)", op, ErrConflict, err)
+	}
+	if s.d.isFull(err) {
+		return fmt.Errorf("%s: %w: %w", op, ErrStorageFull, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

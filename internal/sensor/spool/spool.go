@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // ErrFull is returned by Append when the spool holds MaxBytes already.
@@ -33,6 +34,10 @@ const (
 	headerSize = 8 // record header: uint32 length, uint32 CRC-32C
 	segSuffix  = ".seg"
 	ackName    = "ack"
+	// The ack file is two fixed slots written in place alternately (see
+	// writeAck): magic, generation, segment, offset, CRC-32C.
+	ackMagic = "BWA2"
+	ackSlot  = 32
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -73,12 +78,19 @@ type segment struct {
 // from different goroutines (one writer and one reader at a time is the
 // intended use).
 type Spool struct {
-	mu     sync.Mutex
-	dir    string
-	opts   Options
-	segs   []segment // ascending; the last one is the one being written
-	w      *os.File
-	ack    Position
+	mu   sync.Mutex
+	dir  string
+	opts Options
+	segs []segment // ascending; the last one is the one being written
+	// w is the segment being written; nil after a write failed (a full
+	// disk), until the next Append starts a new segment.
+	w   *os.File
+	ack Position
+	// ackF is the ack file, open for in-place writes; ackGen the
+	// generation of its newest slot. nil until the file exists in the
+	// slot format (creating it needs space; rewriting it does not).
+	ackF   *os.File
+	ackGen uint64
 	total  int64
 	stats  Stats
 	notify chan struct{}
@@ -124,15 +136,18 @@ func Open(dir string, opts Options) (*Spool, error) {
 		s.total += seg.onDsk
 	}
 	sort.Slice(s.segs, func(i, j int) bool { return s.segs[i].seq < s.segs[j].seq })
-	s.ack = s.readAck()
+	s.ack, s.ackGen = s.readAck()
 	if len(s.segs) > 0 && s.ack.Seg < s.segs[0].seq {
 		s.ack = Position{Seg: s.segs[0].seq, Off: int64(len(magic))}
 	}
-	next := uint64(1)
-	if n := len(s.segs); n > 0 {
-		next = s.segs[n-1].seq + 1
+	// On a full disk the spool still opens, so that what it holds can be
+	// delivered and acknowledged, which frees the space: the ack file and
+	// the new segment are then made when there is room (writeAck, Append).
+	if err := s.openAckFile(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		return nil, err
 	}
-	if err := s.newSegment(next); err != nil {
+	if err := s.newSegment(s.nextSeq()); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		s.closeFiles()
 		return nil, err
 	}
 	s.gc()
@@ -212,29 +227,46 @@ func (s *Spool) segPath(seq uint64) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", seq, segSuffix))
 }
 
+// nextSeq is the number of the next segment to create: after every
+// segment there is and after the acknowledged one (the reader skips
+// segments numbered below it).
+func (s *Spool) nextSeq() uint64 {
+	next := s.ack.Seg + 1
+	if n := len(s.segs); n > 0 {
+		next = max(next, s.segs[n-1].seq+1)
+	}
+	return next
+}
+
+// newSegment closes the segment being written and starts segment seq. If
+// that fails (a full disk) no segment is open and no file is left behind,
+// so the next attempt can create the same one.
 func (s *Spool) newSegment(seq uint64) error {
 	if s.w != nil {
-		if err := s.w.Close(); err != nil {
+		err := s.w.Close()
+		s.w = nil
+		if err != nil {
 			return fmt.Errorf("close spool segment: %w", err)
 		}
-		s.w = nil
 	}
 	path := s.segPath(seq)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create spool segment: %w", err)
 	}
-	if _, err := f.WriteString(magic); err != nil {
+	fail := func(err error) error {
 		f.Close()
-		return fmt.Errorf("write spool segment %s: %w", path, err)
+		_ = os.Remove(path)
+		return err
+	}
+	if _, err := f.WriteString(magic); err != nil {
+		return fail(fmt.Errorf("write spool segment %s: %w", path, err))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync spool segment %s: %w", path, err)
+		return fail(fmt.Errorf("sync spool segment %s: %w", path, err))
 	}
 	if err := syncDir(s.dir); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	s.w = f
 	s.segs = append(s.segs, segment{seq: seq, size: int64(len(magic)), onDsk: int64(len(magic))})
@@ -270,6 +302,15 @@ func (s *Spool) Append(recs ...[]byte) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.w == nil { // the last write failed, or the disk was full at Open
+		if s.total+need+int64(len(magic)) > s.opts.MaxBytes {
+			s.stats.Rejected += uint64(len(recs))
+			return fmt.Errorf("spool append %d records: %w (%d of %d bytes used)", len(recs), ErrFull, s.total, s.opts.MaxBytes)
+		}
+		if err := s.newSegment(s.nextSeq()); err != nil {
+			return fmt.Errorf("spool append: %w", err)
+		}
+	}
 	cur := &s.segs[len(s.segs)-1]
 	roll := cur.size > int64(len(magic)) && cur.size+need > s.opts.SegmentBytes
 	extra := int64(0)
@@ -295,14 +336,23 @@ func (s *Spool) Append(recs ...[]byte) error {
 		buf = append(buf, r...)
 	}
 	if _, err := s.w.Write(buf); err != nil {
-		// The segment may now hold a partial record: start a new one so the
-		// valid extent stays well defined.
-		s.segs[len(s.segs)-1].onDsk += need
+		// The segment may now hold a partial record: it is written no more
+		// (the next Append starts a new one), so its valid extent stays
+		// well defined; its bytes count against MaxBytes until it is done.
+		cur.onDsk += need
 		s.total += need
-		_ = s.newSegment(cur.seq + 1)
+		_ = s.w.Close()
+		s.w = nil
 		return fmt.Errorf("spool append: %w", err)
 	}
 	if err := s.w.Sync(); err != nil {
+		// Whether the records reached the disk is unknown: they are not
+		// read in this run (the caller was told they failed) and are
+		// found by the next Open if they did (at-least-once).
+		cur.onDsk += need
+		s.total += need
+		_ = s.w.Close()
+		s.w = nil
 		return fmt.Errorf("spool append: sync: %w", err)
 	}
 	cur.size += need
@@ -439,42 +489,124 @@ func (s *Spool) countBetween(a, b Position) uint64 {
 	return n
 }
 
-func (s *Spool) writeAck(p Position) error {
+// The acknowledged position must be durable, and writing it must not need
+// space: on a full disk, acknowledging delivered records is what lets the
+// spool delete segments and free room. So the ack file is made once (two
+// 32-byte slots, through a temporary file and a rename) and from then on
+// rewritten in place, the two slots alternately, each with a generation
+// and a CRC: a torn write spoils at most the slot being written, and the
+// reader takes the newest valid slot — at worst the previous position,
+// which replays one batch (at-least-once), never skips one.
+
+func encodeAckSlot(gen uint64, p Position) []byte {
+	b := make([]byte, ackSlot)
+	copy(b, ackMagic)
+	binary.LittleEndian.PutUint64(b[4:], gen)
+	binary.LittleEndian.PutUint64(b[12:], p.Seg)
+	binary.LittleEndian.PutUint64(b[20:], uint64(p.Off))
+	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], crcTable))
+	return b
+}
+
+func decodeAckSlot(b []byte) (gen uint64, p Position, ok bool) {
+	if len(b) != ackSlot || string(b[:4]) != ackMagic || crc32.Checksum(b[:28], crcTable) != binary.LittleEndian.Uint32(b[28:]) {
+		return 0, Position{}, false
+	}
+	p = Position{Seg: binary.LittleEndian.Uint64(b[12:]), Off: int64(binary.LittleEndian.Uint64(b[20:]))}
+	if p.Off < int64(len(magic)) {
+		return 0, Position{}, false
+	}
+	return binary.LittleEndian.Uint64(b[4:]), p, true
+}
+
+// openAckFile opens the ack file for in-place writes, first (re)making it
+// in the slot format when it is missing or in the older one-line format.
+func (s *Spool) openAckFile() error {
+	path := filepath.Join(s.dir, ackName)
+	if b, err := os.ReadFile(path); err != nil || len(b) != 2*ackSlot {
+		if err := s.createAckFile(); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("spool ack: %w", err)
+	}
+	s.ackF = f
+	return nil
+}
+
+// createAckFile writes a fresh ack file holding s.ack in slot 0.
+func (s *Spool) createAckFile() error {
 	tmp := filepath.Join(s.dir, ackName+".tmp")
-	data := fmt.Sprintf("%d %d\n", p.Seg, p.Off)
+	s.ackGen++
+	data := append(encodeAckSlot(s.ackGen, s.ack), make([]byte, ackSlot)...)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool ack: %w", err)
 	}
-	if _, err := f.WriteString(data); err != nil {
-		f.Close()
-		return fmt.Errorf("spool ack: %w", err)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("spool ack: %w", err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("spool ack: %w", err)
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, ackName))
 	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, ackName)); err != nil {
+	if err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("spool ack: %w", err)
 	}
 	return syncDir(s.dir)
 }
 
-// readAck reads the acknowledged position; a missing or damaged file means
-// nothing was acknowledged (replaying is safe, losing is not).
-func (s *Spool) readAck() Position {
+func (s *Spool) writeAck(p Position) error {
+	if s.ackF == nil {
+		if err := s.openAckFile(); err != nil {
+			return err
+		}
+	}
+	gen := s.ackGen + 1
+	if _, err := s.ackF.WriteAt(encodeAckSlot(gen, p), int64(gen%2)*ackSlot); err != nil {
+		return fmt.Errorf("spool ack: %w", err)
+	}
+	if err := s.ackF.Sync(); err != nil {
+		return fmt.Errorf("spool ack: sync: %w", err)
+	}
+	s.ackGen = gen
+	return nil
+}
+
+// readAck reads the acknowledged position and its generation: the newest
+// valid slot, or the older one-line format ("SEG OFF"). A missing or
+// damaged file means nothing was acknowledged (replaying is safe, losing
+// is not).
+func (s *Spool) readAck() (Position, uint64) {
+	start := Position{Off: int64(len(magic))}
 	b, err := os.ReadFile(filepath.Join(s.dir, ackName))
-	if err != nil || len(b) > 64 {
-		return Position{Off: int64(len(magic))}
+	if err != nil || len(b) > 2*ackSlot {
+		return start, 0
+	}
+	if len(b) == 2*ackSlot {
+		var best Position
+		var bestGen uint64
+		for i := range 2 {
+			if gen, p, ok := decodeAckSlot(b[i*ackSlot : (i+1)*ackSlot]); ok && gen > bestGen {
+				best, bestGen = p, gen
+			}
+		}
+		if bestGen > 0 {
+			return best, bestGen
+		}
+		return start, 0
 	}
 	var p Position
 	if _, err := fmt.Sscanf(string(b), "%d %d", &p.Seg, &p.Off); err != nil || p.Off < int64(len(magic)) {
-		return Position{Off: int64(len(magic))}
+		return start, 0
 	}
-	return p
+	return p, 0
 }
 
 // gc deletes segments before the acknowledged one, and the acknowledged one
@@ -514,8 +646,20 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.w != nil {
-		return s.w.Close()
+	return s.closeFiles()
+}
+
+func (s *Spool) closeFiles() error {
+	var err error
+	if s.ackF != nil {
+		err = s.ackF.Close()
+		s.ackF = nil
 	}
-	return nil
+	if s.w != nil {
+		if cerr := s.w.Close(); err == nil {
+			err = cerr
+		}
+		s.w = nil
+	}
+	return err
 }
