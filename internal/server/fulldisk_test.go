@@ -15,9 +15,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/audit"
 	"github.com/bulwark-security/bulwark/internal/fsutil/fulldisk"
+	"github.com/bulwark-security/bulwark/internal/k8s/k8stest"
 	"github.com/bulwark-security/bulwark/internal/store"
 )
 
@@ -193,5 +197,55 @@ func testStorageFull(t *testing.T, dsn string, disk *fulldisk.Disk) {
 	_, n, err := st.ListAlerts(context.Background(), store.AlertFilter{}, store.Page{Limit: 1})
 	if err != nil || n != accepted {
 		t.Fatalf("after restart: %d alerts (%v), want %d", n, err, accepted)
+	}
+}
+
+// TestAuditFullDiskRealAPIServer: the real kube-apiserver's audit webhook
+// posts to central while central's disk is full. The receiver answers 503
+// with Retry-After (the alerts could not be stored), the API server keeps
+// the batch and retries, and once room is made the alert lands — once.
+func TestAuditFullDiskRealAPIServer(t *testing.T) {
+	disk := fulldisk.Mount(t, 32<<20)
+	token := "apiserver-token-0123456789abcdef"
+	e := startEnv(t, filepath.Join(disk.Dir, "bulwark.db"), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1,
+		Audit: AuditConfig{Listen: "127.0.0.1:0", Clients: []audit.Client{{Cluster: "real", Token: token}}}})
+	caPEM, err := os.ReadFile(e.caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := k8stest.Start(t, k8stest.Options{AuditPolicy: audit.RecommendedPolicy,
+		AuditWebhook: &k8stest.AuditWebhook{URL: "https://" + e.srv.AuditAddr().String() + "/api/v1/audit/webhook",
+			CAPEM: caPEM, Token: token, BatchMaxWait: time.Second},
+		// Upstream's 10 s first backoff would make the test slow, not different.
+		ExtraArgs: []string{"--audit-webhook-initial-backoff=1s"}})
+	c.Namespace(t, "full-audit")
+	disk.Fill(0)
+	priv := true
+	if _, err := c.Client.CoreV1().Pods("full-audit").Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "root"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.36",
+			SecurityContext: &corev1.SecurityContext{Privileged: &priv}}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "central to refuse an audit batch for want of space", func() bool {
+		return strings.Contains(e.logs.String(), "audit batch not stored") && strings.Contains(e.logs.String(), "storage full")
+	})
+	stored := func() []store.Alert {
+		got, _, err := e.st.ListAlerts(context.Background(), store.AlertFilter{Rule: "Privileged container created"}, store.Page{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := stored(); len(got) != 0 {
+		t.Fatalf("an alert was stored on a full disk: %+v", got)
+	}
+	disk.Unfill()
+	waitFor(t, 60*time.Second, "the privileged-pod alert after room was made", func() bool { return len(stored()) > 0 })
+	time.Sleep(2 * time.Second) // a retry in flight must not store it twice
+	got := stored()
+	if len(got) != 1 || got[0].Count != 1 || got[0].Namespace != "full-audit" || got[0].Pod != "root" {
+		t.Fatalf("alerts after the retry: %+v", got)
 	}
 }
