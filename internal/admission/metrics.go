@@ -1,6 +1,8 @@
 package admission
 
 import (
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,56 @@ type Metrics struct {
 	recordsSent    *prometheus.CounterVec // kind: decision, alert
 	policiesLoaded prometheus.Gauge
 	certExpiry     prometheus.Gauge
+	hot            hotSeries
+}
+
+// hotSeries are the children of the series every review counts, resolved
+// on first use and kept: WithLabelValues hashes the label values and
+// looks them up under a lock at every call, code and data a review would
+// otherwise touch with cold caches. A series still appears in /metrics
+// only once it has counted, as before.
+type hotSeries struct {
+	decisions [len(hotVerdicts)][len(hotKinds)][len(hotOps)]atomic.Pointer[prometheus.Counter]
+	latency   [len(hotOps)]atomic.Pointer[prometheus.Observer]
+	cache     [len(hotCache)]atomic.Pointer[prometheus.Counter]
+}
+
+// The label values of the hot series; others go through WithLabelValues.
+var (
+	hotVerdicts = [...]string{"allow", "audit", "warn", "deny"}
+	hotKinds    = [...]string{"Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
+		"ReplicationController", "PodExecOptions", "PodAttachOptions", "PodPortForwardOptions"}
+	hotOps   = [...]string{"CREATE", "UPDATE", "DELETE", "CONNECT"}
+	hotCache = [...]string{"hit", "miss", "stale"}
+)
+
+// decided is the decisions counter of (verdict, kind, operation).
+func (m *Metrics) decided(verdict, kind, op string) prometheus.Counter {
+	vi, ki, oi := slices.Index(hotVerdicts[:], verdict), slices.Index(hotKinds[:], kind), slices.Index(hotOps[:], op)
+	if vi < 0 || ki < 0 || oi < 0 {
+		return m.decisions.WithLabelValues(verdict, kind, op)
+	}
+	return resolved(&m.hot.decisions[vi][ki][oi], func() prometheus.Counter { return m.decisions.WithLabelValues(verdict, kind, op) })
+}
+
+// reviewLatency is the latency histogram of an operation.
+func (m *Metrics) reviewLatency(op string) prometheus.Observer {
+	oi := slices.Index(hotOps[:], op)
+	if oi < 0 {
+		return m.latency.WithLabelValues(op)
+	}
+	return resolved(&m.hot.latency[oi], func() prometheus.Observer { return m.latency.WithLabelValues(op) })
+}
+
+// resolved returns the child held by p, resolving it on first use (two
+// racing first uses resolve the same child).
+func resolved[T any](p *atomic.Pointer[T], resolve func() T) T {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := resolve()
+	p.Store(&c)
+	return c
 }
 
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -57,6 +109,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) cache(result string) {
 	if m != nil {
+		if i := slices.Index(hotCache[:], result); i >= 0 {
+			resolved(&m.hot.cache[i], func() prometheus.Counter { return m.cacheLookups.WithLabelValues(result) }).Inc()
+			return
+		}
 		m.cacheLookups.WithLabelValues(result).Inc()
 	}
 }

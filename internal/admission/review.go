@@ -44,7 +44,55 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, *policy.Request, e
 type reviewScratch struct {
 	req            admissionv1.AdmissionRequest
 	obj, old, opts []byte
+	// body is the review being decoded, typed the object decoded from
+	// it in the same pass (see inlineObject), for kind typedKind.
+	body      []byte
+	typed     runtime.Object
+	typedKind string
+	// envOpts are envelopeOptions with inlineObject (nil: without).
+	envOpts jsonv2.Options
 }
+
+// newReviewScratch is a scratch whose envelope decoding decodes the
+// object in the same pass.
+func newReviewScratch() *reviewScratch {
+	sc := &reviewScratch{}
+	sc.envOpts = jsonv2.JoinOptions(envelopeOptions, jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(sc.inlineObject)))
+	return sc
+}
+
+// inlineObject decodes request.object into its typed form while the
+// envelope is read, when the request's kind came before it (the API
+// server writes kind first) and is one policies judge: the object's bytes
+// are then parsed once, not copied out and parsed again. The raw object
+// is kept as RawExtension keeps it (custom rules and records read it).
+// Anything else is left to RawExtension's own decoding, and a value that
+// does not decode fails the envelope's fast path: the fallback decodes the
+// review the API server's way and the object with policy.DecodeObject,
+// which words the error, so what a review decodes to, or the error it
+// gets, is the same with or without this (a test and a fuzz target
+// compare both).
+func (sc *reviewScratch) inlineObject(dec *jsontext.Decoder, re *runtime.RawExtension) error {
+	if re != &sc.req.Object || sc.body == nil || dec.PeekKind() != '{' || !slices.Contains(policyKinds, sc.req.Kind.Kind) {
+		return jsonv2.SkipFunc
+	}
+	start := dec.InputOffset()
+	obj, err := policy.DecodeObjectFrom(dec, sc.req.Kind.Kind)
+	if err != nil {
+		return err
+	}
+	end := dec.InputOffset()
+	if start < 0 || end > int64(len(sc.body)) || start > end {
+		return fmt.Errorf("object at %d..%d outside the body", start, end)
+	}
+	// Between the name and the value: the colon and white space.
+	re.Raw = append(re.Raw[:0], bytes.TrimLeft(sc.body[start:end], " \t\r\n:")...)
+	sc.typed, sc.typedKind = obj, sc.req.Kind.Kind
+	return nil
+}
+
+// policyKinds are the kinds policies judge (policy.Kinds, copied once).
+var policyKinds = policy.Kinds()
 
 // maxScratchBytes bounds a buffer kept for the next review: a rare huge
 // object is left to the collector rather than held.
@@ -61,6 +109,7 @@ func (sc *reviewScratch) reset() {
 	keep(sc.req.Object.Raw, &sc.obj)
 	keep(sc.req.OldObject.Raw, &sc.old)
 	keep(sc.req.Options.Raw, &sc.opts)
+	sc.typed, sc.typedKind = nil, ""
 	sc.req = admissionv1.AdmissionRequest{Object: runtime.RawExtension{Raw: sc.obj[:0]},
 		OldObject: runtime.RawExtension{Raw: sc.old[:0]}, Options: runtime.RawExtension{Raw: sc.opts[:0]}}
 }
@@ -87,9 +136,13 @@ func decodeReview(body []byte, sc *reviewScratch) (*admissionv1.AdmissionReview,
 // or more strictly: encoding/json's options, then unknown names refused,
 // names matched exactly, and duplicate names refused everywhere (also
 // inside the object, where the API server's decoder leaves them to the
-// object's own decoding).
-var envelopeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true),
-	jsonv2.MatchCaseInsensitiveNames(false), jsontext.AllowDuplicateNames(false))
+// object's own decoding). Errors are reported as soon as met
+// (ReportErrorsWithLegacySemantics off): with it on, the engine first
+// scans the whole body once more to report syntax errors encoding/json's
+// way, a pass over every byte of every review; the error path is the
+// fallback's anyway, and the option changes nothing else that decodes.
+var envelopeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv1.ReportErrorsWithLegacySemantics(false),
+	jsonv2.RejectUnknownMembers(true), jsonv2.MatchCaseInsensitiveNames(false), jsontext.AllowDuplicateNames(false))
 
 // decodeEnvelope decodes body into rev (whose Request may point at a
 // scratch request to decode into) exactly as sigs.k8s.io/json's strict
@@ -101,7 +154,13 @@ var envelopeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.Rejec
 // last word and words the error, so only refused or unusual bodies (a
 // duplicate name inside the object) pay twice.
 func decodeEnvelope(body []byte, rev *admissionv1.AdmissionReview, sc *reviewScratch) error {
-	if jsonv2.Unmarshal(body, rev, envelopeOptions) == nil {
+	opts := envelopeOptions
+	if sc != nil && sc.envOpts != nil {
+		opts = sc.envOpts
+		sc.body = body
+		defer func() { sc.body = nil }()
+	}
+	if jsonv2.Unmarshal(body, rev, opts) == nil {
 		return nil
 	}
 	*rev = admissionv1.AdmissionReview{}
@@ -162,15 +221,20 @@ func decodeReviewInto(body []byte, sc *reviewScratch) (*admissionv1.AdmissionRev
 	if r.SubResource != "" {
 		return nil, nil, fmt.Errorf("%w: subresource %q of %s is not judged by Bulwark", ErrBadReview, r.SubResource, r.Kind.Kind)
 	}
-	if !slices.Contains(policy.Kinds(), r.Kind.Kind) {
+	if !slices.Contains(policyKinds, r.Kind.Kind) {
 		return nil, nil, fmt.Errorf("%w: kind %s/%s is not judged by Bulwark (remove it from the webhook's rules)", ErrBadReview, r.Kind.Group, r.Kind.Kind)
 	}
 	if len(r.Object.Raw) == 0 {
 		return nil, nil, fmt.Errorf("%w: %s without an object", ErrBadReview, r.Operation)
 	}
-	obj, err := policy.DecodeObject(r.Kind.Kind, r.Object.Raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: object: %v", ErrBadReview, err)
+	var obj runtime.Object
+	if sc != nil && sc.typed != nil && sc.typedKind == r.Kind.Kind {
+		obj = sc.typed // decoded with the envelope
+	} else {
+		var err error
+		if obj, err = policy.DecodeObject(r.Kind.Kind, r.Object.Raw); err != nil {
+			return nil, nil, fmt.Errorf("%w: object: %v", ErrBadReview, err)
+		}
 	}
 	req.Object, req.ObjectJSON, req.OldObjectJSON = obj, r.Object.Raw, r.OldObject.Raw
 	if req.Name == "" {

@@ -26,7 +26,7 @@ func apiServerDecodes(body []byte, into *admissionv1.AdmissionRequest) (*admissi
 // fast path refuses goes to the API server's decoder).
 func checkEnvelopeLikeAPIServer(t *testing.T, body []byte) {
 	t.Helper()
-	for _, sc := range []*reviewScratch{nil, new(reviewScratch)} {
+	for _, sc := range []*reviewScratch{nil, new(reviewScratch), newReviewScratch()} {
 		// Decoding into a scratch request (as the server does) is
 		// compared with the API server's decoder doing the same.
 		var into *admissionv1.AdmissionRequest
@@ -109,4 +109,84 @@ func FuzzEnvelopeLikeAPIServer(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkEnvelopeLikeAPIServer(t, body) })
+}
+
+// checkOnePassLikeTwo fails when a review decoded through a scratch that
+// decodes the object with the envelope (as the server does) differs from
+// the same review decoded without (the envelope, then the object from its
+// copied bytes): same request, same typed object, same raw JSON, or the
+// same error, word for word. The scratch is used twice, the second time
+// after another review, as the server's pool reuses it.
+func checkOnePassLikeTwo(t *testing.T, sc *reviewScratch, body []byte) {
+	t.Helper()
+	_, want, wantErr := decodeReview(body, nil)
+	for range 2 {
+		_, got, err := decodeReview(body, sc)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("%.200q: one pass: error %v; two passes: error %v", body, err, wantErr)
+		}
+		if err == nil {
+			g, w := *got, *want
+			g.ObjectJSON, w.ObjectJSON = nil, nil
+			g.OldObjectJSON, w.OldObjectJSON = nil, nil
+			if !reflect.DeepEqual(g, w) || !bytes.Equal(got.ObjectJSON, want.ObjectJSON) || !bytes.Equal(got.OldObjectJSON, want.OldObjectJSON) {
+				t.Fatalf("%.200q decodes differently in one pass:\n got %+v %q\nwant %+v %q", body, got.Object, got.ObjectJSON, want.Object, want.ObjectJSON)
+			}
+		}
+		_, _, _ = decodeReview(benchDeployment("between"), sc)
+	}
+}
+
+func onePassSeeds() [][]byte {
+	dep := benchDeployment("b")
+	seeds := append(envelopeSeeds(), dep,
+		// The kind after the object: decoded in two passes.
+		bytes.Replace(bytes.Replace(dep, []byte(`"kind":{"group":"apps","kind":"Deployment","version":"v1"},`), nil, 1),
+			[]byte(`"operation":"CREATE"`), []byte(`"operation":"CREATE","kind":{"group":"apps","kind":"Deployment","version":"v1"}`), 1),
+		// White space around the object, and objects that do not decode.
+		bytes.Replace(dep, []byte(`"object":{`), []byte("\"object\" :\n\t {"), 1),
+		bytes.Replace(dep, []byte(`"replicas":3`), []byte(`"replicas":"three"`), 1),
+		bytes.Replace(dep, []byte(`"replicas":3`), []byte(`"replicas":3,"replicas":4`), 1),
+		bytes.Replace(dep, []byte(`"replicas":3`), []byte(`"Replicas":3,"bogus":[{"x":1}]`), 1),
+		bytes.Replace(dep, []byte(`"cpu":"500m"`), []byte(`"cpu":"5 00m"`), 1),
+		bytes.Replace(dep, []byte(`"containerPort":8080`), []byte(`"containerPort":8080.5`), 1),
+		bytes.Replace(dep, []byte(`"name":"web"`), []byte("\"name\":\"w\xffb\""), 1),
+		bytes.Replace(dep, []byte(`"object":{`), []byte(`"object":null,"x":{`), 1),
+		bytes.Replace(dep, []byte(`"kind":"Deployment","version"`), []byte(`"kind":"Service","version"`), 1),
+		bytes.Replace(dep, []byte(`"operation":"CREATE"`), []byte(`"operation":"DELETE"`), 1),
+		bytes.Replace(dep, []byte(`"object":{`), []byte(`"object":[{`), 1),
+	)
+	return seeds
+}
+
+// TestOnePassLikeTwo: decoding the object with the envelope changes
+// nothing a review decodes to, nor any error.
+func TestOnePassLikeTwo(t *testing.T) {
+	sc := newReviewScratch()
+	for _, b := range onePassSeeds() {
+		checkOnePassLikeTwo(t, sc, b)
+	}
+	// Reviews the server sees take the one-pass path, the lenient
+	// object cases included.
+	dep := benchDeployment("x")
+	for i, b := range [][]byte{dep,
+		bytes.Replace(dep, []byte(`"object":{`), []byte("\"object\" :\n\t {"), 1),
+		bytes.Replace(dep, []byte(`"replicas":3`), []byte(`"Replicas":3,"bogus":[{"x":1}]`), 1),
+		bytes.Replace(dep, []byte(`"name":"web"`), []byte("\"name\":\"w\xffb\""), 1),
+		bytes.Replace(dep, []byte(`"operation":"CREATE"`), []byte(`"operation":"UPDATE","oldObject":{"kind":"x"}`), 1),
+	} {
+		_, _, err := decodeReviewInto(b, sc)
+		if err != nil || sc.typed == nil {
+			t.Errorf("review %d was not decoded in one pass (err %v)", i, err)
+		}
+	}
+}
+
+// FuzzOnePassLikeTwo is the same comparison over any body.
+func FuzzOnePassLikeTwo(f *testing.F) {
+	for _, b := range onePassSeeds() {
+		f.Add(b)
+	}
+	sc := newReviewScratch()
+	f.Fuzz(func(t *testing.T, body []byte) { checkOnePassLikeTwo(t, sc, body) })
 }

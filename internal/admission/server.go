@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -119,7 +119,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, reg: reg, m: m}
 	s.bufs.New = func() any { return new([]byte) }
-	s.reviews.New = func() any { return new(reviewScratch) }
+	s.reviews.New = func() any { return newReviewScratch() }
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathValidate, s.validate)
 	mux.HandleFunc(PathHealth, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -237,14 +237,29 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		}
 		d = set.Evaluate(ctx, req)
 	}
-	out := response(req, &d)
-	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(out); err != nil {
+	// The answer is encoded into a pooled buffer and written whole. An
+	// answer that fits net/http's 2 KB response buffer gets its
+	// Content-Length from net/http when the handler returns; a larger one
+	// (a denial listing many violations) is given it here, or net/http
+	// would send it chunked. Headers and body then leave in one write
+	// (one TLS record) for answers up to 4 KB.
+	op := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(op)
+	*op = appendResponse((*op)[:0], response(req, &d))
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	if len(*op) > 1024 {
+		h["Content-Length"] = []string{strconv.Itoa(len(*op))}
+	}
+	if _, err := w.Write(*op); err != nil {
 		s.log.Warn("admission response not written", "err", err)
 	}
+	if cap(*op) > maxScratchBytes { // a rare huge answer is not kept
+		*op = nil
+	}
 	elapsed := time.Since(start)
-	s.m.latency.WithLabelValues(req.Operation).Observe(elapsed.Seconds())
-	s.m.decisions.WithLabelValues(string(d.Verdict), req.Kind, req.Operation).Inc()
+	s.m.reviewLatency(req.Operation).Observe(elapsed.Seconds())
+	s.m.decided(string(d.Verdict), req.Kind, req.Operation).Inc()
 	for _, v := range d.Violations {
 		family, _, _ := strings.Cut(v.Rule, ":")
 		s.m.violations.WithLabelValues(family, string(v.Mode)).Inc()
@@ -256,6 +271,10 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		s.deps.Recorder.Record(s.record(req, &d, elapsed))
 	}
 }
+
+// jsonContentType is the answers' Content-Type header value, shared (net/http
+// only reads it; w.Header().Set allocates a slice per review).
+var jsonContentType = []string{"application/json"}
 
 // readBody reads at most limit bytes into buf.
 func readBody(r io.Reader, limit int64, buf []byte) ([]byte, error) {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
@@ -92,6 +94,30 @@ type Program struct {
 	want *cel.Type
 	// uses are the variables the checked expression refers to.
 	uses map[string]bool
+	// tops are, by variable, the top-level fields the expression selects
+	// (see TopFields); a variable also used otherwise is in whole.
+	tops  map[string]map[string]bool
+	whole map[string]bool
+	// folds is set when the expression has a comprehension (all, exists,
+	// map, filter...): the only place cel-go checks its context for
+	// cancellation.
+	folds bool
+}
+
+// TopFields returns the top-level fields of variable name that the
+// expression selects (name.field, has(name.field)), and all true when it
+// may read more of it: when name is used other than through a field
+// selection (name["field"], name.size(), passed to a function...). A
+// value holding only those fields then evaluates exactly as the whole.
+func (p *Program) TopFields(name string) (fields []string, all bool) {
+	if p.whole[name] {
+		return nil, true
+	}
+	for f := range p.tops[name] {
+		fields = append(fields, f)
+	}
+	slices.Sort(fields)
+	return fields, false
 }
 
 // Uses says whether the expression refers to variable name (VarRequest,
@@ -135,7 +161,44 @@ func (e *Env) compile(expr string, want *cel.Type) (*Program, error) {
 			uses[r.Name] = true
 		}
 	}
-	return &Program{expr: expr, prg: prg, want: want, uses: uses}, nil
+	tops, whole := topFields(ast.NativeRep().Expr())
+	folds := false
+	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(x celast.Expr) {
+		folds = folds || x.Kind() == celast.ComprehensionKind
+	}))
+	return &Program{expr: expr, prg: prg, want: want, uses: uses, tops: tops, whole: whole, folds: folds}, nil
+}
+
+// topFields finds, for each identifier of e, the fields selected on it,
+// and the identifiers also used otherwise (whole). Identifiers are
+// matched by name: a comprehension variable named like an admission
+// variable only makes the answer larger, never wrong.
+func topFields(e celast.Expr) (tops map[string]map[string]bool, whole map[string]bool) {
+	tops, whole = map[string]map[string]bool{}, map[string]bool{}
+	idents := map[string]int{}   // name -> occurrences
+	selected := map[string]int{} // name -> occurrences as a select operand
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(x celast.Expr) {
+		switch x.Kind() {
+		case celast.IdentKind:
+			idents[x.AsIdent()]++
+		case celast.SelectKind:
+			sel := x.AsSelect()
+			if op := sel.Operand(); op.Kind() == celast.IdentKind {
+				name := op.AsIdent()
+				selected[name]++
+				if tops[name] == nil {
+					tops[name] = map[string]bool{}
+				}
+				tops[name][sel.FieldName()] = true
+			}
+		}
+	}))
+	for name, n := range idents {
+		if selected[name] != n {
+			whole[name] = true
+		}
+	}
+	return tops, whole
 }
 
 // issues formats compile issues as "line:col: message" joined by "; ",
@@ -217,7 +280,17 @@ func (p *Program) EvalString(ctx context.Context, vars Vars) (string, error) {
 }
 
 func (p *Program) eval(ctx context.Context, vars Vars) (ref.Val, error) {
-	out, _, err := p.prg.ContextEval(ctx, activation{&vars})
+	// cel-go watches the context only in comprehension loops (the cost
+	// limit bounds everything else): an expression without one evaluates
+	// alike without it, and skips setting up the watch (a cancelable
+	// child context and pooled state per evaluation).
+	var out ref.Val
+	var err error
+	if p.folds {
+		out, _, err = p.prg.ContextEval(ctx, activation{&vars})
+	} else {
+		out, _, err = p.prg.Eval(activation{&vars})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEval, err)
 	}

@@ -40,6 +40,13 @@ type jsonParser struct {
 	arena *jsonArena // nil: every map is new
 	// stack holds the elements of the arrays being read (see array).
 	stack []any
+	// top, when not nil, are the fields of a top-level object to build:
+	// the others are read (checked exactly as when built, so a document
+	// fails alike) and dropped.
+	top map[string]bool
+	// discard is set while reading a value that is dropped: nothing is
+	// built or allocated.
+	discard bool
 }
 
 // newMap is an empty object map, recycled from the arena when it has one.
@@ -113,7 +120,10 @@ func (p *jsonParser) literal(word string, v any) (any, error) {
 
 func (p *jsonParser) object(depth int) (any, error) {
 	p.i++ // {
-	m := p.newMap()
+	var m map[string]any
+	if !p.discard {
+		m = p.newMap()
+	}
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
@@ -133,11 +143,20 @@ func (p *jsonParser) object(depth int) (any, error) {
 		}
 		p.i++
 		p.space()
+		drop := !p.discard && depth == 1 && p.top != nil && !p.top[k]
+		if drop {
+			p.discard = true
+		}
 		v, err := p.value(depth)
+		if drop {
+			p.discard = false
+		}
 		if err != nil {
 			return nil, err
 		}
-		m[k] = v // the last of repeated keys wins, as in encoding/json
+		if !p.discard && !drop {
+			m[k] = v // the last of repeated keys wins, as in encoding/json
+		}
 		p.space()
 		if p.i >= len(p.s) {
 			return nil, p.errorf("unexpected end of JSON input")
@@ -160,6 +179,9 @@ func (p *jsonParser) array(depth int) (any, error) {
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ']' {
 		p.i++
+		if p.discard {
+			return nil, nil
+		}
 		return make([]any, 0), nil
 	}
 	// Elements are gathered on a stack shared by the nested arrays, then
@@ -171,7 +193,9 @@ func (p *jsonParser) array(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.stack = append(p.stack, v)
+		if !p.discard {
+			p.stack = append(p.stack, v)
+		}
 		p.space()
 		if p.i >= len(p.s) {
 			return nil, p.errorf("unexpected end of JSON input")
@@ -182,6 +206,9 @@ func (p *jsonParser) array(depth int) (any, error) {
 			p.space()
 		case ']':
 			p.i++
+			if p.discard {
+				return nil, nil
+			}
 			a := p.newArray(len(p.stack) - base)
 			copy(a, p.stack[base:])
 			return a, nil
@@ -217,6 +244,9 @@ const (
 
 // strValue is str as a JSON value, interned when an arena is in use.
 func (p *jsonParser) strValue() (any, error) {
+	if p.discard {
+		return nil, p.skipStr()
+	}
 	a := p.arena
 	if a == nil {
 		return p.str()
@@ -297,6 +327,9 @@ func (p *jsonParser) number() (any, error) {
 			return nil, p.errorf("invalid number: no digit in the exponent")
 		}
 	}
+	if p.discard {
+		return nil, nil // the conversion cannot fail
+	}
 	text := string(s[start:p.i])
 	if integer {
 		if n, err := strconv.ParseInt(text, 10, 64); err == nil {
@@ -329,6 +362,9 @@ var commonKeys = func() map[string]string {
 
 // key reads an object key, without allocating for the common ones.
 func (p *jsonParser) key() (string, error) {
+	if p.discard {
+		return "", p.skipStr()
+	}
 	if end := p.i + 1; end < len(p.s) {
 		for end < len(p.s) && p.s[end] != '"' && p.s[end] != '\\' {
 			end++
@@ -427,6 +463,45 @@ func (p *jsonParser) str() (string, error) {
 		}
 	}
 	return "", p.errorf("unexpected end of JSON input")
+}
+
+// skipStr reads past a string as str does, failing where str fails,
+// without decoding it.
+func (p *jsonParser) skipStr() error {
+	p.i++ // "
+	s := p.s
+	for p.i < len(s) {
+		c := s[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return nil
+		case c < 0x20:
+			return p.errorf("invalid character %q in string literal", c)
+		case c == '\\':
+			p.i++
+			if p.i >= len(s) {
+				return p.errorf("unexpected end of JSON input")
+			}
+			e := s[p.i]
+			p.i++
+			switch e {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				// A surrogate pair's second escape is valid on its own
+				// too: reading it separately fails where str fails.
+				if _, ok := hex4(s[p.i:]); !ok {
+					return p.errorf("invalid \\u escape in string literal")
+				}
+				p.i += 4
+			default:
+				return p.errorf("invalid character %q in string escape code", e)
+			}
+		default:
+			p.i++ // any other byte, invalid UTF-8 included, is accepted
+		}
+	}
+	return p.errorf("unexpected end of JSON input")
 }
 
 func hex4(s []byte) (rune, bool) {

@@ -47,6 +47,17 @@ const (
 // are reused; string values may be shared with later documents, which
 // is harmless as strings are immutable).
 func (jp *JSONPool) FromJSON(raw []byte) (v any, release func(), err error) {
+	return jp.FromJSONFields(raw, nil)
+}
+
+// FromJSONFields is FromJSON building, of a top-level object, only the
+// fields named in fields (all of them when fields is nil): the value of a
+// variable the expressions read only through those fields (see
+// Program.TopFields). The others are read and checked as FromJSON checks
+// them, so a document fails alike, but nothing is built for them: the
+// webhook's custom rules read an object's metadata, not the pod spec that
+// is most of it.
+func (jp *JSONPool) FromJSONFields(raw []byte, fields map[string]bool) (v any, release func(), err error) {
 	if len(raw) > maxPooledJSONBytes {
 		v, err = FromJSON(raw)
 		return v, func() {}, err
@@ -55,7 +66,7 @@ func (jp *JSONPool) FromJSON(raw []byte) (v any, release func(), err error) {
 	if a == nil {
 		a = &jsonArena{}
 	}
-	p := jsonParser{s: raw, arena: a, stack: a.stack[:0]}
+	p := jsonParser{s: raw, arena: a, stack: a.stack[:0], top: fields}
 	p.space()
 	v, err = p.value(0)
 	if cap(p.stack) <= maxSlab {

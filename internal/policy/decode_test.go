@@ -3,9 +3,13 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -85,6 +89,12 @@ func checkDecodeLikeEncodingJSON(t *testing.T, kind string, raw []byte) {
 	wantErr := json.Unmarshal(raw, want)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("%s %q: DecodeObject error %v, encoding/json error %v", kind, raw, err, wantErr)
+	}
+	// The error reads as it did when every object was decoded with the
+	// legacy error reporting (before the fast path).
+	legacy, _ := newObject(kind)
+	if lerr := jsonv2.Unmarshal(raw, legacy, jsonv1.DefaultOptionsV1()); err != nil && err.Error() != fmt.Sprintf("decode %s: %v", kind, lerr) {
+		t.Fatalf("%s %q: DecodeObject error %q, legacy error %v", kind, raw, err, lerr)
 	}
 	if err == nil && !reflect.DeepEqual(got, want) {
 		g, _ := json.Marshal(got)

@@ -9,7 +9,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
@@ -32,11 +34,42 @@ type Set struct {
 	// celUses are the variables some custom rule reads: the others are
 	// not built per request (the request map alone was ~1.4 KB).
 	celUses map[string]bool
+	// celFields are, for object and oldObject, the top-level fields the
+	// custom rules read (nil: the whole object, see celeval.TopFields):
+	// only those are built per request.
+	celFields map[string]map[string]bool
 	// celGroups counts the distinct (expression, params) pairs of the
 	// custom rules: a rule copied into several policies (the team label
 	// rule of every team's policy) is evaluated once per request.
 	celGroups int
+	// vulnMu guards vulnCache: each vulnerability rule group's verdict on
+	// an image's findings, kept between requests (see vulnVerdict).
+	vulnMu    sync.RWMutex
+	vulnCache map[vulnCacheKey]vulnCached
 }
+
+// vulnCacheKey identifies a verdict of a vulnerability rule group on an
+// image's findings. The findings are named by their backing array and
+// length: an ImageSource returns the same unchanged findings for an image
+// until it fetches new ones (a warm cache hands out copies of the report
+// around the same Findings slice), so a new fetch is a new key.
+type vulnCacheKey struct {
+	group    int
+	image    string
+	digest   string
+	findings *Finding
+	n        int
+}
+
+type vulnCached struct {
+	bad []Violation // shared: cloned before use
+	// until is when an exception of the rule expires and the verdict
+	// must be computed again (zero: never).
+	until time.Time
+}
+
+// maxVulnCache bounds the verdicts kept; past it the cache starts over.
+const maxVulnCache = 4096
 
 func newSet(ps []*Policy, version string) (*Set, error) {
 	s := &Set{policies: ps, version: version, controls: map[string]*posture.Control{}}
@@ -127,6 +160,13 @@ func (s *Set) groupRules() {
 		}
 	}
 	s.celUses = map[string]bool{}
+	s.celFields = map[string]map[string]bool{}
+	whole := map[string]bool{}
+	defer func() {
+		for v := range whole {
+			delete(s.celFields, v)
+		}
+	}()
 	type group struct {
 		id     int
 		params any
@@ -142,6 +182,20 @@ func (s *Set) groupRules() {
 				for _, v := range []string{celeval.VarObject, celeval.VarOldObject, celeval.VarRequest, celeval.VarNamespaceObject} {
 					if prg.Uses(v) {
 						s.celUses[v] = true
+					}
+				}
+				for _, v := range []string{celeval.VarObject, celeval.VarOldObject} {
+					fields, all := prg.TopFields(v)
+					switch {
+					case all:
+						whole[v] = true
+					case len(fields) > 0:
+						if s.celFields[v] == nil {
+							s.celFields[v] = map[string]bool{}
+						}
+						for _, f := range fields {
+							s.celFields[v][f] = true
+						}
 					}
 				}
 			}
@@ -313,21 +367,12 @@ type evaluation struct {
 	posture []*posture.Report
 	parsed  [][]failure
 	images  map[string]imageAnswer
-	// vulnBad is what each vulnerability rule group found wrong with an
-	// image's report (see vulnRule.group), for the policies sharing it.
-	vulnBad map[vulnKey][]Violation
 	celVars *celeval.Vars
 	celErr  error
 	cel     []celResult // by rule group
 	// release returns the CEL variables' maps to the set's pool once the
 	// evaluation is over (nothing in a Decision refers to them).
 	release []func()
-}
-
-type vulnKey struct {
-	group int
-	image string
-	rep   *ImageReport
 }
 
 type imageAnswer struct {
@@ -511,7 +556,6 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 	r := p.vuln
 	var out []Violation
 	seen := map[string]bool{}
-	now := time.Now()
 	for _, c := range ev.conts {
 		if c.Image == "" {
 			continue
@@ -563,24 +607,8 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 			continue
 		}
 		// Containers running the same image, and policies with equal
-		// rules, share its verdict.
-		key := vulnKey{r.group, c.Image, rep}
-		bad, ok := ev.vulnBad[key]
-		if !ok {
-			for i := range rep.Findings {
-				f := &rep.Findings[i]
-				why := r.violates(f, now)
-				if why == "" {
-					continue
-				}
-				bad = append(bad, Violation{Rule: RuleVulnerabilities, Image: c.Image, Digest: rep.Digest,
-					Finding: f.ID, Severity: f.Severity, Message: findingText(f, why), Fix: fixText(f)})
-			}
-			if ev.vulnBad == nil {
-				ev.vulnBad = map[vulnKey][]Violation{}
-			}
-			ev.vulnBad[key] = bad
-		}
+		// rules, share its verdict, within a request and between them.
+		bad := ev.set.vulnVerdict(r, c.Image, rep)
 		bad = slices.Clone(bad)
 		for i := range bad {
 			bad[i].Container = c.Name
@@ -600,6 +628,59 @@ func (p *Policy) evalVuln(ctx context.Context, ev *evaluation, d *Decision) []Vi
 		out = append(out, bad...)
 	}
 	return out
+}
+
+// vulnVerdict is what rule r finds wrong with rep's findings, computed
+// once per rule group and findings and kept between requests: a warm
+// webhook then never walks an image's findings (hundreds of them, tens of
+// KB touched per review) to answer the same question again. The slice is
+// shared: callers clone it before changing it.
+func (s *Set) vulnVerdict(r *vulnRule, image string, rep *ImageReport) []Violation {
+	key := vulnCacheKey{group: r.group, image: image, digest: rep.Digest, findings: unsafe.SliceData(rep.Findings), n: len(rep.Findings)}
+	s.vulnMu.RLock()
+	c, ok := s.vulnCache[key]
+	s.vulnMu.RUnlock()
+	var now time.Time
+	if ok {
+		if c.until.IsZero() {
+			return c.bad
+		}
+		if now = time.Now(); now.Before(c.until) {
+			return c.bad
+		}
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c = vulnCached{until: r.nextExpiry(now)}
+	for i := range rep.Findings {
+		f := &rep.Findings[i]
+		why := r.violates(f, now)
+		if why == "" {
+			continue
+		}
+		c.bad = append(c.bad, Violation{Rule: RuleVulnerabilities, Image: image, Digest: rep.Digest,
+			Finding: f.ID, Severity: f.Severity, Message: findingText(f, why), Fix: fixText(f)})
+	}
+	s.vulnMu.Lock()
+	if s.vulnCache == nil || len(s.vulnCache) >= maxVulnCache {
+		s.vulnCache = map[vulnCacheKey]vulnCached{}
+	}
+	s.vulnCache[key] = c
+	s.vulnMu.Unlock()
+	return c.bad
+}
+
+// nextExpiry is the first expiry of one of r's exceptions after now (zero
+// when none is still to come): until then r judges every finding alike.
+func (r *vulnRule) nextExpiry(now time.Time) time.Time {
+	var next time.Time
+	for _, x := range r.exceptions {
+		if x.expires.After(now) && (next.IsZero() || x.expires.Before(next)) {
+			next = x.expires
+		}
+	}
+	return next
 }
 
 func appendOnce(list []string, s string) []string {
@@ -852,14 +933,14 @@ func (ev *evaluation) vars() (*celeval.Vars, error) {
 	case !uses[celeval.VarObject]:
 	case len(req.ObjectJSON) > 0:
 		var release func()
-		v.Object, release, err = ev.set.json.FromJSON(req.ObjectJSON)
+		v.Object, release, err = ev.set.json.FromJSONFields(req.ObjectJSON, ev.set.celFields[celeval.VarObject])
 		ev.release = append(ev.release, release)
 	case req.Object != nil:
 		v.Object, err = celeval.ToValue(req.Object)
 	}
 	if err == nil && len(req.OldObjectJSON) > 0 && uses[celeval.VarOldObject] {
 		var release func()
-		v.OldObject, release, err = ev.set.json.FromJSON(req.OldObjectJSON)
+		v.OldObject, release, err = ev.set.json.FromJSONFields(req.OldObjectJSON, ev.set.celFields[celeval.VarOldObject])
 		ev.release = append(ev.release, release)
 	}
 	if err == nil && req.NamespaceObject != nil && uses[celeval.VarNamespaceObject] {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -38,31 +39,74 @@ func Kinds() []string { return slices.Clone(kinds) }
 // Deployment (the webhook's largest single cost per review; a test checks
 // both agree).
 func DecodeObject(kind string, raw []byte) (runtime.Object, error) {
-	var obj runtime.Object
-	switch kind {
-	case "Pod":
-		obj = &corev1.Pod{}
-	case "Deployment":
-		obj = &appsv1.Deployment{}
-	case "ReplicaSet":
-		obj = &appsv1.ReplicaSet{}
-	case "StatefulSet":
-		obj = &appsv1.StatefulSet{}
-	case "DaemonSet":
-		obj = &appsv1.DaemonSet{}
-	case "Job":
-		obj = &batchv1.Job{}
-	case "CronJob":
-		obj = &batchv1.CronJob{}
-	case "ReplicationController":
-		obj = &corev1.ReplicationController{}
-	default:
-		return nil, fmt.Errorf("decode %s: %w", kind, ErrUnsupportedKind)
+	obj, err := newObject(kind)
+	if err != nil {
+		return nil, err
 	}
+	if jsonv2.Unmarshal(raw, obj, fastObjectOptions) == nil {
+		return obj, nil
+	}
+	// The error, worded as encoding/json words it, from a fresh object.
+	obj, _ = newObject(kind)
 	if err := jsonv2.Unmarshal(raw, obj, jsonv1.DefaultOptionsV1()); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", kind, err)
 	}
 	return obj, nil
+}
+
+// fastObjectOptions are encoding/json's semantics reporting errors as
+// soon as met: with ReportErrorsWithLegacySemantics on, the engine scans
+// the whole object once more before decoding it, to report syntax errors
+// encoding/json's way. Everything that decodes, decodes alike; what does
+// not is decoded again with the legacy reporting, for its error.
+var fastObjectOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv1.ReportErrorsWithLegacySemantics(false))
+
+// DecodeObjectFrom decodes the next value of dec into an object of kind
+// as DecodeObject decodes raw, for a caller reading the enclosing document
+// (the webhook's AdmissionReview) in one pass rather than copying the
+// object out and parsing it again. dec's own options stay in force: a
+// duplicate name it refuses is an error here, where DecodeObject takes the
+// last. On any error the caller is to decode the raw value with
+// DecodeObject, which has the last word and words the error.
+func DecodeObjectFrom(dec *jsontext.Decoder, kind string) (runtime.Object, error) {
+	obj, err := newObject(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := jsonv2.UnmarshalDecode(dec, obj, inlineObjectOptions); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	return obj, nil
+}
+
+// inlineObjectOptions are fastObjectOptions for an object inside a
+// document decoded with other options: they replace the document's (the
+// envelope's strict names, its own unmarshal functions). DefaultOptionsV1
+// sets only the options that are on in v1, so those v1 leaves off are
+// turned off here explicitly.
+var inlineObjectOptions = jsonv2.JoinOptions(fastObjectOptions, jsonv2.RejectUnknownMembers(false), jsonv2.WithUnmarshalers(nil))
+
+// newObject is an empty object of kind.
+func newObject(kind string) (runtime.Object, error) {
+	switch kind {
+	case "Pod":
+		return &corev1.Pod{}, nil
+	case "Deployment":
+		return &appsv1.Deployment{}, nil
+	case "ReplicaSet":
+		return &appsv1.ReplicaSet{}, nil
+	case "StatefulSet":
+		return &appsv1.StatefulSet{}, nil
+	case "DaemonSet":
+		return &appsv1.DaemonSet{}, nil
+	case "Job":
+		return &batchv1.Job{}, nil
+	case "CronJob":
+		return &batchv1.CronJob{}, nil
+	case "ReplicationController":
+		return &corev1.ReplicationController{}, nil
+	}
+	return nil, fmt.Errorf("decode %s: %w", kind, ErrUnsupportedKind)
 }
 
 // podSpec returns the pod template (metadata and spec) of a supported
@@ -162,7 +206,9 @@ type Request struct {
 type ImageSource interface {
 	// ImageFindings resolves ref to a digest and returns what the last
 	// scan found. An image never scanned is a report with Scanned false,
-	// not an error; errors mean the answer could not be had.
+	// not an error; errors mean the answer could not be had. A report's
+	// Findings must not change once returned (verdicts on them are kept,
+	// see Set.vulnVerdict): new findings come in a new slice.
 	ImageFindings(ctx context.Context, ref string) (*ImageReport, error)
 }
 
