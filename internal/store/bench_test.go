@@ -133,18 +133,26 @@ func BenchmarkEnqueue(b *testing.B) {
 // "distinct": every alert opens a new alert row (the worst case);
 // "grouped": occurrences repeat ~300 fingerprints (a noisy rule set,
 // typical of production). Each alert has a fresh sender id, so every one
-// is recorded for idempotency. With BULWARK_PGTEST_FSYNC=1 the private
-// PostgreSQL server syncs commits as production does.
+// is recorded for idempotency. "distinct-export" is "distinct" with one
+// enabled export, so every alert is also appended to the export log (the
+// log write's cost is the difference with "distinct"). With
+// BULWARK_PGTEST_FSYNC=1 the private PostgreSQL server syncs commits as
+// production does.
 func BenchmarkIngestAlerts(b *testing.B) {
 	ctx := context.Background()
 	rules := ruleDefs(b)
 	const batchSize = 1000
 	for _, be := range backends {
-		for _, mode := range []string{"distinct", "grouped"} {
+		for _, mode := range []string{"distinct", "grouped", "distinct-export"} {
 			b.Run(be.Name+"/"+mode, func(b *testing.B) {
 				// One PostgreSQL connection, so its backend's CPU time can
 				// be read from /proc next to this process's.
 				s := openStore(b, be.DSN(b), Options{PostgresMaxConns: 1})
+				if mode == "distinct-export" {
+					if _, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true}); err != nil {
+						b.Fatal(err)
+					}
+				}
 				cpu := newCPUMeter(b, s)
 				t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 				batch := make([]AlertIn, batchSize)
@@ -160,7 +168,7 @@ func BenchmarkIngestAlerts(b *testing.B) {
 					for i := range batch {
 						batch[i].ID = fmt.Sprintf("%d-%d", n, i)
 						batch[i].Time = t0.Add(time.Duration(n) * time.Second)
-						if mode == "distinct" {
+						if mode != "grouped" {
 							batch[i].Fingerprint = batch[i].ID
 						}
 					}

@@ -505,7 +505,7 @@ func (s *Store) appendExportLog(ctx context.Context, tx *sql.Tx, conn *sql.Conn,
 		return 0, nil
 	}
 	if s.d == postgresDialect && conn != nil {
-		if err := copyExportLog(ctx, conn, keep, s.now()); err != nil {
+		if err := copyExportLog(ctx, conn, &s.bufs, keep, s.now()); err != nil {
 			return 0, err
 		}
 		return len(keep), nil

@@ -96,6 +96,9 @@ type Store struct {
 	// for good (each turn settles one batch); in order, every waiting
 	// transaction gets the writer once per ingest transaction.
 	wturn chan struct{}
+	// bufs recycles the PostgreSQL ingest's COPY and parameter buffers
+	// (alerts_copy.go).
+	bufs ingestBufs
 }
 
 // Open opens the database named by dsn and applies pending migrations.
