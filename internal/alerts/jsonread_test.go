@@ -125,6 +125,12 @@ func FuzzReadJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p []byte) {
 		for _, withKind := range []bool{false, true} {
 			kind, a, canonical, ok := ReadJSON(p, withKind)
+			// The string form reads the same bytes the same way.
+			skind, sa, scanonical, sok := ReadJSONString(string(p), withKind)
+			if skind != kind || scanonical != canonical || sok != ok || !cmp.Equal(sa, a) {
+				t.Fatalf("ReadJSONString(%q) = %q %+v %v %v, ReadJSON = %q %+v %v %v", p, skind, sa, scanonical, sok,
+					kind, a, canonical, ok)
+			}
 			if !ok {
 				continue
 			}

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-security/bulwark/internal/store"
@@ -56,47 +58,125 @@ type Dispatcher struct {
 // sequence number: every export reads the same log, so with several
 // exports a record is decoded once instead of once per export (decoding
 // was the largest cost of delivery). Records are read-only to exporters.
-// FIFO, bounded.
+//
+// It is direct-mapped (a record's slot is its sequence number modulo the
+// size: the exports read runs of consecutive sequence numbers, so a
+// record only leaves when one recordCacheSize further on comes in) and
+// holds the decoded records by value in one array allocated once: no map
+// hashing, no allocation per record. A record being decoded is marked
+// with its decoder's flight, and another export that wants it meanwhile
+// waits for that flight instead of decoding it too: the workers poll
+// together and lease the same rows at nearly the same moment, so before
+// this most records were decoded twice or three times.
 type recordCache struct {
-	mu   sync.Mutex
-	m    map[int64]Record
-	ring []int64
-	next int
+	mu    sync.Mutex
+	slots []cacheSlot // recordCacheSize, allocated on first use
+	// decodes counts the records decoded (tests: once per record).
+	decodes atomic.Int64
 }
+
+type cacheSlot struct {
+	used bool
+	seq  int64
+	// fl is set while the record is being decoded by fl's owner.
+	fl  *decodeFlight
+	rec Record
+	err error
+}
+
+// decodeFlight is one worker's decoding of the records it claimed;
+// done is closed when their slots are filled.
+type decodeFlight struct{ done chan struct{} }
 
 // recordCacheSize bounds the cache: a few batches of the largest size for
 // each of several exports reading near the same place in the log.
 const recordCacheSize = 16384
 
-func newRecordCache() *recordCache {
-	return &recordCache{m: make(map[int64]Record, recordCacheSize), ring: make([]int64, 0, recordCacheSize)}
+func newRecordCache() *recordCache { return &recordCache{} }
+
+func (c *recordCache) slot(seq int64) *cacheSlot {
+	return &c.slots[uint64(seq)%recordCacheSize]
 }
 
-func (c *recordCache) decode(seq int64, payload []byte) (Record, error) {
+// decodeScratch are a worker's buffers for decodeAll (reused across
+// batches).
+type decodeScratch struct {
+	mine, wait, own []int
+	flights         []*decodeFlight
+}
+
+// decodeAll decodes leased[i] into recs[i] (errs[i] when it cannot):
+// from the cache, or by this call (and cached), or, when another worker is
+// decoding it right now, by waiting for that worker.
+func (c *recordCache) decodeAll(leased []store.OutboxRecord, recs []Record, errs []error, sc *decodeScratch) {
+	sc.mine, sc.wait, sc.own, sc.flights = sc.mine[:0], sc.wait[:0], sc.own[:0], sc.flights[:0]
+	var fl *decodeFlight
 	c.mu.Lock()
-	r, ok := c.m[seq]
+	if c.slots == nil {
+		c.slots = make([]cacheSlot, recordCacheSize)
+	}
+	for i := range leased {
+		seq := leased[i].ID
+		s := c.slot(seq)
+		switch {
+		case s.used && s.seq == seq && s.fl == nil:
+			recs[i], errs[i] = s.rec, s.err
+		case s.used && s.seq == seq:
+			sc.wait = append(sc.wait, i)
+			if !slices.Contains(sc.flights, s.fl) {
+				sc.flights = append(sc.flights, s.fl)
+			}
+		case s.used && s.fl != nil:
+			// The slot is another record's, being decoded: decode this
+			// one without caching it.
+			sc.own = append(sc.own, i)
+		default:
+			if fl == nil {
+				fl = &decodeFlight{done: make(chan struct{})}
+			}
+			*s = cacheSlot{used: true, seq: seq, fl: fl}
+			sc.mine = append(sc.mine, i)
+		}
+	}
 	c.mu.Unlock()
-	if ok {
-		return r, nil
+	c.decodes.Add(int64(len(sc.mine) + len(sc.own)))
+	for _, i := range sc.mine {
+		recs[i], errs[i] = decodeRecord(leased[i].Payload)
 	}
-	r, err := decodeRecord(payload)
-	if err != nil {
-		return r, err
+	if fl != nil {
+		c.mu.Lock()
+		for _, i := range sc.mine {
+			if s := c.slot(leased[i].ID); s.fl == fl {
+				s.rec, s.err, s.fl = recs[i], errs[i], nil
+			}
+		}
+		c.mu.Unlock()
+		close(fl.done)
+	}
+	for _, i := range sc.own {
+		recs[i], errs[i] = decodeRecord(leased[i].Payload)
+	}
+	if len(sc.wait) == 0 {
+		return
+	}
+	// A flight's owner decodes before it waits for anyone: no cycle.
+	for _, f := range sc.flights {
+		<-f.done
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[seq]; ok {
-		return r, nil
+	sc.own = sc.own[:0]
+	for _, i := range sc.wait {
+		if s := c.slot(leased[i].ID); s.used && s.seq == leased[i].ID && s.fl == nil {
+			recs[i], errs[i] = s.rec, s.err
+		} else {
+			sc.own = append(sc.own, i) // replaced meanwhile (cannot happen within a window's distance)
+		}
 	}
-	if len(c.ring) < recordCacheSize {
-		c.ring = append(c.ring, seq)
-	} else {
-		delete(c.m, c.ring[c.next])
-		c.ring[c.next] = seq
-		c.next = (c.next + 1) % recordCacheSize
+	c.mu.Unlock()
+	c.decodes.Add(int64(len(sc.own)))
+	for _, i := range sc.own {
+		recs[i], errs[i] = decodeRecord(leased[i].Payload)
 	}
-	c.m[seq] = r
-	return r, nil
 }
 
 // NewDispatcher prepares the delivery workers; Run runs them.
@@ -159,6 +239,20 @@ type worker struct {
 	// next is the batch leased with the last outcome (the lease kept).
 	next      []store.OutboxRecord
 	nextLease store.OutboxLease
+	bufs      deliverBufs
+	// idle: the last lease found nothing due; the next poll first asks
+	// whether there is anything (reads) before leasing (writes).
+	idle bool
+}
+
+// deliverBufs are a worker's buffers for deliverBatch, reused from batch
+// to batch: exporters do not keep the records after Deliver returns, and
+// the outcome is recorded before the next batch is decoded.
+type deliverBufs struct {
+	recs []Record
+	errs []error
+	ids  []int64
+	sc   decodeScratch
 }
 
 // Run delivers until ctx ends, then stops the workers (a batch in flight
@@ -308,13 +402,22 @@ func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.D
 	w.next = nil
 	var err error
 	if recs == nil {
+		if w.idle {
+			if due, work, err := d.st.ExportHasWork(ctx, w.id); err == nil && due && !work {
+				return d.opts.Poll, nil // still nothing: no lease taken and given back
+			}
+		}
 		recs, lease, err = d.st.LeaseExportBatch(ctx, w.id, d.opts.Worker, w.cfg.BatchSize, leaseFor)
 		if err != nil {
 			return d.opts.Poll, err
 		}
 	}
+	w.idle = len(recs) == 0 && lease.Idle
 	if len(recs) == 0 {
 		// Nothing due, or the export is backing off: look again later.
+		if lease.Idle {
+			return d.opts.Poll, nil // not backing off
+		}
 		if e, err := d.st.GetExport(ctx, w.id); err == nil && !e.RetryAt.IsZero() {
 			if until := time.Until(e.RetryAt); until > 0 {
 				return min(until, d.opts.Poll*10), nil
@@ -322,7 +425,7 @@ func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.D
 		}
 		return d.opts.Poll, nil
 	}
-	out := deliverBatch(ctx, w.exp, recs, time.Duration(w.cfg.Timeout), d.decoded.decode)
+	out := deliverBatch(ctx, w.exp, recs, time.Duration(w.cfg.Timeout), d.decoded, &w.bufs)
 	if ctx.Err() != nil && len(out.Done) == 0 {
 		// Shutting down mid-delivery: give the batch back unchanged.
 		return 0, d.st.ReleaseExportBatch(context.WithoutCancel(ctx), lease)
@@ -351,25 +454,40 @@ func (d *Dispatcher) deliverOnce(ctx context.Context, w *worker, leaseFor time.D
 // DeliverBatch decodes leased records, delivers them within timeout and
 // classifies the outcome per record (for the store's FinishExportBatch).
 func DeliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord, timeout time.Duration) store.OutboxOutcome {
-	return deliverBatch(ctx, exp, leased, timeout, func(_ int64, b []byte) (Record, error) { return decodeRecord(b) })
+	return deliverBatch(ctx, exp, leased, timeout, nil, &deliverBufs{})
 }
 
+// deliverBatch is DeliverBatch with the dispatcher's record cache (nil:
+// none) and a worker's buffers.
 func deliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord, timeout time.Duration,
-	decode func(seq int64, payload []byte) (Record, error)) store.OutboxOutcome {
+	cache *recordCache, bufs *deliverBufs) store.OutboxOutcome {
 	var out store.OutboxOutcome
-	recs := make([]Record, 0, len(leased))
-	ids := make([]int64, 0, len(leased))
-	for _, l := range leased {
-		r, err := decode(l.ID, l.Payload)
-		r.Pos = LogPos{l.XID, l.ID}
-		if err != nil {
+	n := len(leased)
+	if cap(bufs.recs) < n {
+		bufs.recs, bufs.errs, bufs.ids = make([]Record, n), make([]error, n), make([]int64, 0, n)
+	}
+	all, errs := bufs.recs[:n], bufs.errs[:n]
+	defer clear(all) // do not hold the batch's payloads until the next one
+	if cache != nil {
+		cache.decodeAll(leased, all, errs, &bufs.sc)
+	} else {
+		for i := range leased {
+			all[i], errs[i] = decodeRecord(leased[i].Payload)
+		}
+	}
+	// The records that decoded, in order, compacted in place.
+	recs, ids := all[:0], bufs.ids[:0]
+	for i, l := range leased {
+		if errs[i] != nil {
 			out.Dead = append(out.Dead, l.ID)
-			out.Err = err.Error()
+			out.Err = errs[i].Error()
 			continue
 		}
-		recs = append(recs, r)
+		all[i].Pos = LogPos{l.XID, l.ID}
+		recs = append(recs, all[i])
 		ids = append(ids, l.ID)
 	}
+	clear(errs)
 	if len(recs) == 0 {
 		return out
 	}
@@ -377,7 +495,9 @@ func deliverBatch(ctx context.Context, exp Exporter, leased []store.OutboxRecord
 	err := exp.Deliver(dctx, recs)
 	cancel()
 	if err == nil {
-		out.Done = append(out.Done, ids...)
+		// The worker's buffer: the outcome is recorded before the next
+		// batch reuses it.
+		out.Done = ids
 		return out
 	}
 	var be *BatchError

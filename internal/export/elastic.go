@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +22,35 @@ type elastic struct {
 	c      *Config
 	deps   Deps
 	client *http.Client
+
+	mu  sync.Mutex
+	buf []byte // a request body's buffer, for the next request
+	ans []byte // an answer's buffer, for the next answer
+}
+
+// bulkBody is a request body that says when the HTTP transport is done
+// with it (Close), so that its buffer is only reused once nothing can read
+// it any more (the transport may still be writing a body after Do
+// returns, e.g. when the server answered early). GetBody's copies for a
+// retried request count too.
+type bulkBody struct {
+	bytes.Reader
+	closed atomic.Bool
+	open   *atomic.Int32
+}
+
+func newBulkBody(p []byte, open *atomic.Int32) *bulkBody {
+	open.Add(1)
+	b := &bulkBody{open: open}
+	b.Reset(p)
+	return b
+}
+
+func (b *bulkBody) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.open.Add(-1)
+	}
+	return nil
 }
 
 func newElastic(c *Config, deps Deps) (*elastic, error) {
@@ -99,14 +130,33 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
-	body, err := e.appendBulk(make([]byte, 0, 1024*len(recs)), recs)
+	// The body's buffer is the previous request's when the transport let
+	// go of it (a batch's body is about 1 KiB per record).
+	e.mu.Lock()
+	buf := e.buf
+	e.buf = nil
+	e.mu.Unlock()
+	if buf == nil {
+		buf = make([]byte, 0, 1024*len(recs))
+	}
+	body, err := e.appendBulk(buf[:0], recs)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(e.c.URL, "/")+"/_bulk", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(e.c.URL, "/")+"/_bulk", nil)
 	if err != nil {
 		return fmt.Errorf("elasticsearch %s: %w", e.c.Name, err)
 	}
+	var open atomic.Int32
+	req.Body, req.ContentLength = newBulkBody(body, &open), int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return newBulkBody(body, &open), nil }
+	defer func() {
+		if open.Load() == 0 {
+			e.mu.Lock()
+			e.buf = body[:0]
+			e.mu.Unlock()
+		}
+	}()
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("User-Agent", "bulwark/"+e.deps.Version)
 	switch {
@@ -123,6 +173,43 @@ func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
 	if resp.StatusCode != http.StatusOK {
 		return statusError("elasticsearch "+e.c.Name, resp)
 	}
+	// The answer is read whole, into the exporter's reused buffer.
+	e.mu.Lock()
+	abuf := e.ans
+	e.ans = nil
+	e.mu.Unlock()
+	ab := bytes.NewBuffer(abuf[:0])
+	if _, err := ab.ReadFrom(io.LimitReader(resp.Body, 64<<20)); err != nil {
+		return fmt.Errorf("elasticsearch %s: read bulk answer: %w", e.c.Name, err)
+	}
+	defer func() {
+		e.mu.Lock()
+		e.ans = ab.Bytes()[:0]
+		e.mu.Unlock()
+	}()
+	return e.bulkOutcome(ab.Bytes(), recs)
+}
+
+// bulkOutcome reads a _bulk answer (a 200's body) for recs: nil when every
+// record was created (or had been: 409), a *BatchError saying which failed
+// and how, or an error for the whole batch when the answer cannot be read
+// or does not have one item per record. The answer is decoded twice at
+// most: first only whether any item failed and how many there are (no
+// allocation per item), then, only when some failed, each item's result.
+func (e *elastic) bulkOutcome(body []byte, recs []Record) error {
+	var quick struct {
+		Errors bool       `json:"errors"`
+		Items  []struct{} `json:"items"`
+	}
+	if err := json.Unmarshal(body, &quick); err != nil {
+		return fmt.Errorf("elasticsearch %s: read bulk answer: %w", e.c.Name, err)
+	}
+	if len(quick.Items) != len(recs) {
+		return fmt.Errorf("elasticsearch %s: bulk answer has %d items for %d records", e.c.Name, len(quick.Items), len(recs))
+	}
+	if !quick.Errors {
+		return nil
+	}
 	// Each item is {"create": {...}}: a struct field, not a map per item
 	// (a map made reading the answer cost as much as writing the body).
 	var ans struct {
@@ -138,14 +225,8 @@ func (e *elastic) Deliver(ctx context.Context, recs []Record) error {
 			} `json:"create"`
 		} `json:"items"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&ans); err != nil {
+	if err := json.Unmarshal(body, &ans); err != nil {
 		return fmt.Errorf("elasticsearch %s: read bulk answer: %w", e.c.Name, err)
-	}
-	if !ans.Errors {
-		if len(ans.Items) != len(recs) {
-			return fmt.Errorf("elasticsearch %s: bulk answer has %d items for %d records", e.c.Name, len(ans.Items), len(recs))
-		}
-		return nil
 	}
 	if len(ans.Items) != len(recs) {
 		return fmt.Errorf("elasticsearch %s: bulk answer has %d items for %d records", e.c.Name, len(ans.Items), len(recs))

@@ -20,6 +20,9 @@ func TestMain(m *testing.M) {
 	if dsn := os.Getenv(killChildEnv); dsn != "" {
 		os.Exit(killChildMain(dsn))
 	}
+	if os.Getenv(receiversChildEnv) != "" {
+		os.Exit(receiversChildMain())
+	}
 	code := m.Run()
 	pg.Stop()
 	os.Exit(code)

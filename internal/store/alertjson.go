@@ -2,6 +2,7 @@ package store
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 )
@@ -84,8 +85,12 @@ func appendOmitEmpty(b []byte, key, v string) []byte {
 // false when the payload is not in the form json.Marshal writes: the
 // caller must then decode it with encoding/json, which handles every form.
 // When ok, the result is what json.Unmarshal gives, and canonical reports
-// whether p is byte for byte what json.Marshal writes for it. The evidence
-// shares p's memory (p must not change).
+// whether p is byte for byte what json.Marshal writes for it. The string
+// fields and the evidence share p's memory (p must not change: a leased
+// record's payload never does), so decoding copies nothing.
 func DecodeExportPayload(p []byte) (kind string, a alerts.Alert, canonical, ok bool) {
-	return alerts.ReadJSON(p, true)
+	if len(p) == 0 {
+		return "", a, false, false
+	}
+	return alerts.ReadJSONString(unsafe.String(&p[0], len(p)), true)
 }

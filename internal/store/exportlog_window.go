@@ -87,20 +87,33 @@ func (w *exportLogWindow) add(from logPos, rows []logRow) {
 	case len(w.rows) > 0 && from == w.rows[len(w.rows)-1].pos:
 		// Appending never writes over rows a reader holds (they end at the
 		// old length).
+		if cap(w.rows)-len(w.rows) < len(rows) {
+			w.rows = windowArray(w.rows, len(rows))
+		}
 		w.rows = append(w.rows, rows...)
 	case len(w.rows) > 0 && !end.less(w.rows[len(w.rows)-1].pos) && !from.less(w.from) && !w.rows[len(w.rows)-1].pos.less(from):
 		// Overlaps and goes further: keep the window up to from, then
 		// the new rows (a new array, for the same reason).
 		i := sort.Search(len(w.rows), func(i int) bool { return from.less(w.rows[i].pos) })
-		w.rows = append(w.rows[:i:i], rows...)
+		w.rows = append(windowArray(w.rows[:i], len(rows)), rows...)
 	case len(w.rows) == 0 || w.rows[len(w.rows)-1].pos.less(end):
-		w.from, w.rows = from, append([]logRow(nil), rows...)
+		w.from, w.rows = from, append(windowArray(nil, len(rows)), rows...)
 	default:
 		return
 	}
 	if extra := len(w.rows) - logWindowRows; extra > 0 {
 		w.from, w.rows = w.rows[extra-1].pos, w.rows[extra:]
 	}
+}
+
+// windowArray copies rows into a new array with room for more rows and
+// then a window's worth: the window slides forward by dropping its head,
+// so an array with only append's usual headroom was copied again every
+// few batches (2 MiB each time).
+func windowArray(rows []logRow, more int) []logRow {
+	a := make([]logRow, len(rows), len(rows)+more+logWindowRows)
+	copy(a, rows)
+	return a
 }
 
 // purge drops the rows at or before p (all with all), as PurgeExportLog

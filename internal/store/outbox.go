@@ -13,7 +13,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 )
@@ -594,7 +596,10 @@ type OutboxRecord struct {
 	ExportID int64
 	Kind     string
 	Key      string
-	Payload  json.RawMessage
+	// Payload is the record (the JSON of internal/export.Record). Of a
+	// leased record it is read-only: it shares memory with the store's
+	// log window and the other exports' leases.
+	Payload json.RawMessage
 	// Attempts counts failed deliveries: of a leased record, the export's
 	// consecutive failures (the head of the log is what failed); of a dead
 	// letter, those before it died. A lease that expired is not counted:
@@ -614,6 +619,10 @@ type OutboxLease struct {
 	Token    string
 	// IDs are the leased records' sequence numbers, in delivery order.
 	IDs []int64
+	// Idle, with no records, says the export was free and not backing
+	// off but had nothing due (so a worker need not read the export to
+	// learn its backoff). The lease is already released.
+	Idle bool
 
 	from, end logPos   // cursor at lease time; last log row the batch covers
 	ahead     []logPos // the export's settled_ahead at lease time
@@ -702,6 +711,47 @@ func (s *Store) LeaseExportBatch(ctx context.Context, exportID int64, worker str
 	return s.fillLease(ctx, lease, n, op)
 }
 
+// ExportHasWork reports, with reads only, whether leasing the export now
+// could find records: it is enabled and not backing off (due) and the log
+// holds rows after its cursor (work; its filter may still skip them).
+// Idle delivery workers ask it before LeaseExportBatch, which takes and
+// then gives back the export's lease — two writes, on SQLite two turns of
+// the one writer the ingest needs — to find nothing. A row committed just
+// after it answered is found by the next poll.
+func (s *Store) ExportHasWork(ctx context.Context, exportID int64) (due, work bool, err error) {
+	// The probe is a plain ORDER BY … LIMIT 1 on the log's key, with the
+	// cursor passed as parameters, so it is one index descent. Written as
+	// EXISTS (…) — which drops the subquery's ORDER BY and LIMIT — and with
+	// the cursor as an outer reference, PostgreSQL planned a sequential
+	// scan that, once the exports had caught up, read the whole log and
+	// the dead rows of its purged part on every probe (2.4 ms each; ~33 µs
+	// of backend CPU per alert delivered at 16,000 alerts/s).
+	op := fmt.Sprintf("export %d: look for work", exportID)
+	var cur logPos
+	err = s.queryRow(ctx, s.r, `SELECT (enabled = ? AND (retry_at IS NULL OR retry_at <= ?)), cursor_xid, cursor_seq
+		FROM exports WHERE id = ?`, true, s.ts(s.now()), exportID).Scan(boolCol{&due}, &cur.xid, &cur.seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil || !due {
+		return false, false, s.wrapErr(op, err)
+	}
+	q, args := `SELECT seq FROM export_log WHERE seq > ? ORDER BY seq LIMIT 1`, []any{cur.seq}
+	if s.d == postgresDialect {
+		q = `SELECT seq FROM export_log WHERE (xid, seq) > (?, ?)
+			AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY xid, seq LIMIT 1`
+		args = []any{cur.xid, cur.seq}
+	}
+	var next int64
+	switch err := s.queryRow(ctx, s.r, q, args...).Scan(&next); {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, false, nil
+	case err != nil:
+		return false, false, s.wrapErr(op, err)
+	}
+	return true, true, nil
+}
+
 // fillLease reads the next batch of a held lease (lease.row.cursor is its
 // start). Log rows the filter skips are moved past (fenced by the token).
 // With nothing to deliver the lease is released and nothing returned.
@@ -716,6 +766,7 @@ func (s *Store) fillLease(ctx context.Context, lease OutboxLease, n int, op stri
 		}
 		if len(recs) > 0 {
 			lease.end, lease.recs = end, recs
+			lease.IDs = make([]int64, 0, len(recs))
 			for _, r := range recs {
 				lease.IDs = append(lease.IDs, r.ID)
 			}
@@ -743,7 +794,7 @@ func (s *Store) fillLease(ctx context.Context, lease OutboxLease, n int, op stri
 	if err := s.ReleaseExportBatch(ctx, lease); err != nil {
 		return nil, OutboxLease{}, err
 	}
-	return nil, OutboxLease{}, nil
+	return nil, OutboxLease{ExportID: lease.ExportID, Idle: true}, nil
 }
 
 // readExportLog reads up to scan log rows after row.cursor and returns
@@ -766,7 +817,7 @@ func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLe
 	for len(out) < n && scanned < scan {
 		if rows := s.logWindow.after(from, scan-scanned); len(rows) > 0 {
 			got, e, k := pickLogRows(exportID, row, rows, n-len(out))
-			out, end, from, scanned, waited = append(out, got...), e, e, scanned+k, false
+			out, end, from, scanned, waited = appendRecords(out, got), e, e, scanned+k, false
 			continue
 		}
 		// Not in the window: read from the database, unless another
@@ -789,7 +840,7 @@ func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLe
 		if err != nil {
 			return nil, logPos{}, 0, err
 		}
-		out, scanned = append(out, got...), scanned+k
+		out, scanned = appendRecords(out, got), scanned+k
 		if k > 0 {
 			end = e
 		}
@@ -798,49 +849,74 @@ func (s *Store) readExportLog(ctx context.Context, exportID int64, row *exportLe
 	return out, end, scanned, nil
 }
 
+// appendRecords appends got to out; the common case, one piece, is got
+// itself (no copy of a batch of records).
+func appendRecords(out, got []OutboxRecord) []OutboxRecord {
+	if len(out) == 0 {
+		return got
+	}
+	return append(out, got...)
+}
+
+// logRowBufs recycles readExportLogDB's row buffers: the window copies the
+// rows it keeps and the leased records copy theirs, so a buffer is free
+// again once a read is done (it held a few hundred KiB per read before).
+var logRowBufs = sync.Pool{New: func() any { return new([]logRow) }}
+
 // readExportLogDB is readExportLog from the database, after cursor from.
+//
+// The rows are scanned into one reused row (one set of scan destinations
+// per read, not per row) and the payload keeps the driver's string: both
+// drivers return TEXT as a freshly allocated string, so the payload bytes
+// are that string's memory (payloadBytes) instead of a second copy. Log
+// rows and leased records are read-only (see OutboxRecord.Payload).
 func (s *Store) readExportLogDB(ctx context.Context, exportID int64, row *exportLeaseRow, from logPos, n, scan int, withPayload bool) ([]OutboxRecord, logPos, int, error) {
 	payload := `''`
 	if withPayload {
 		payload = `payload`
 	}
+	// kind, source and namespace come as one column (each string the
+	// driver returns is an allocation; see splitLogFilterCols).
 	var rows *sql.Rows
 	var err error
 	if s.d == postgresDialect {
-		rows, err = s.r.QueryContext(ctx, `SELECT xid, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
+		rows, err = s.r.QueryContext(ctx, `SELECT xid, seq, kind || chr(31) || source || chr(31) || namespace, record_key, severity, only_export, `+payload+`, created_at
 			FROM export_log WHERE (xid, seq) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 			ORDER BY xid, seq LIMIT $3`, from.xid, from.seq, scan)
 	} else {
-		rows, err = s.r.QueryContext(ctx, `SELECT 0, seq, kind, record_key, source, severity, namespace, only_export, `+payload+`, created_at
+		rows, err = s.r.QueryContext(ctx, `SELECT 0, seq, kind || char(31) || source || char(31) || namespace, record_key, severity, only_export, `+payload+`, created_at
 			FROM export_log WHERE seq > ? ORDER BY seq LIMIT ?`, from.seq, scan)
 	}
 	if err != nil {
 		return nil, logPos{}, 0, err
 	}
 	defer rows.Close()
-	var read []logRow // deliveries: what the window keeps
-	if withPayload {
-		read = make([]logRow, 0, min(scan, n+64))
-	}
-	out := make([]OutboxRecord, 0, min(n, 1024))
-	var end logPos
-	scanned := 0
+	bufp := logRowBufs.Get().(*[]logRow)
+	read := (*bufp)[:0]
+	defer func() {
+		clear(read[:cap(read)]) // drop the references (the rows live on in the window and the records)
+		*bufp = read[:0]
+		logRowBufs.Put(bufp)
+	}()
+	var cur logRow
+	var p, filterCols string
+	var severity int64
+	dest := []any{&cur.pos.xid, &cur.pos.seq, &filterCols, &cur.key, &severity, &cur.only, &p, tcol(&cur.createdAt)}
+	taken := 0
 	for rows.Next() {
-		var r logRow
-		var p string
-		if err := rows.Scan(&r.pos.xid, &r.pos.seq, &r.kind, &r.key, &r.source, &r.severity, &r.namespace, &r.only, &p,
-			tcol(&r.createdAt)); err != nil {
+		p, cur.only = "", 0
+		if err := rows.Scan(dest...); err != nil {
 			return nil, logPos{}, 0, err
 		}
-		r.payload = json.RawMessage(p)
-		if withPayload {
-			read = append(read, r)
+		var ok bool
+		if cur.kind, cur.source, cur.namespace, ok = splitLogFilterCols(filterCols); !ok {
+			return nil, logPos{}, 0, fmt.Errorf("export log row %d: malformed kind, source and namespace %q", cur.pos.seq, outboxCut(filterCols, 100))
 		}
-		scanned++
-		end = r.pos
-		if takesLogRow(exportID, row, &r) {
-			out = append(out, logRecord(exportID, row, &r))
-			if len(out) == n {
+		cur.severity = alerts.Severity(severity)
+		cur.payload = payloadBytes(p)
+		read = append(read, cur)
+		if takesLogRow(exportID, row, &cur) {
+			if taken++; taken == n {
 				break
 			}
 		}
@@ -848,10 +924,31 @@ func (s *Store) readExportLogDB(ctx context.Context, exportID int64, row *export
 	if err := rows.Err(); err != nil {
 		return nil, logPos{}, 0, err
 	}
+	// The same choice as the loop above, over the rows it read.
+	out, end, scanned := pickLogRows(exportID, row, read, n)
 	if withPayload {
 		s.logWindow.add(from, read)
 	}
 	return out, end, scanned, nil
+}
+
+// splitLogFilterCols splits "kind US source US namespace" (US is the unit
+// separator, 0x1f): kind and source are names without it (Export kinds,
+// alert sources), the namespace is the rest, whatever it holds.
+func splitLogFilterCols(v string) (kind, source, namespace string, ok bool) {
+	kind, rest, ok1 := strings.Cut(v, "\x1f")
+	source, namespace, ok2 := strings.Cut(rest, "\x1f")
+	return kind, source, namespace, ok1 && ok2
+}
+
+// payloadBytes is a payload read as a string, as bytes sharing its
+// memory: the string is never changed, and neither are the bytes (log
+// rows and leased records are read-only).
+func payloadBytes(p string) json.RawMessage {
+	if p == "" {
+		return json.RawMessage{}
+	}
+	return unsafe.Slice(unsafe.StringData(p), len(p))
 }
 
 // logRow is one export log row as read (every export's share of it).
