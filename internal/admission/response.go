@@ -3,10 +3,11 @@ package admission
 import (
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
 )
 
 // appendResponse appends the JSON of out, byte for byte what
@@ -27,32 +28,32 @@ func appendResponse(dst []byte, out *admissionv1.AdmissionReview) []byte {
 	dst = append(dst, '{')
 	if out.Kind != "" {
 		dst = append(dst, `"kind":`...)
-		dst = appendJSONString(dst, out.Kind)
+		dst = alerts.AppendJSONString(dst, out.Kind)
 		dst = append(dst, ',')
 	}
 	if out.APIVersion != "" {
 		dst = append(dst, `"apiVersion":`...)
-		dst = appendJSONString(dst, out.APIVersion)
+		dst = alerts.AppendJSONString(dst, out.APIVersion)
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"response":`...)
 	dst = append(dst, `{"uid":`...)
-	dst = appendJSONString(dst, string(r.UID))
+	dst = alerts.AppendJSONString(dst, string(r.UID))
 	dst = append(dst, `,"allowed":`...)
 	dst = strconv.AppendBool(dst, r.Allowed)
 	if s := r.Result; s != nil {
 		dst = append(dst, `,"status":{"metadata":{}`...)
 		if s.Status != "" {
 			dst = append(dst, `,"status":`...)
-			dst = appendJSONString(dst, s.Status)
+			dst = alerts.AppendJSONString(dst, s.Status)
 		}
 		if s.Message != "" {
 			dst = append(dst, `,"message":`...)
-			dst = appendJSONString(dst, s.Message)
+			dst = alerts.AppendJSONString(dst, s.Message)
 		}
 		if s.Reason != "" {
 			dst = append(dst, `,"reason":`...)
-			dst = appendJSONString(dst, string(s.Reason))
+			dst = alerts.AppendJSONString(dst, string(s.Reason))
 		}
 		if s.Code != 0 {
 			dst = append(dst, `,"code":`...)
@@ -66,7 +67,7 @@ func appendResponse(dst []byte, out *admissionv1.AdmissionReview) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, w)
+			dst = alerts.AppendJSONString(dst, w)
 		}
 		dst = append(dst, ']')
 	}
@@ -76,59 +77,4 @@ func appendResponse(dst []byte, out *admissionv1.AdmissionReview) []byte {
 // plainStatus says whether s holds only the fields appendResponse writes.
 func plainStatus(s *metav1.Status) bool {
 	return s.TypeMeta == (metav1.TypeMeta{}) && s.ListMeta == (metav1.ListMeta{}) && s.Details == nil
-}
-
-// appendJSONString appends s as encoding/json writes a string with its
-// default HTML escaping: <, > and & as \u003c..., U+2028 and U+2029
-// escaped, invalid UTF-8 as \ufffd.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
