@@ -794,16 +794,7 @@ func updateOpenGroupsPG(ctx context.Context, conn *sql.Conn, bufs *ingestBufs, g
 		}
 		p.end()
 	}
-	p.begin(oidText)
-	for _, g := range gs {
-		p.evidence(g.latest.Evidence)
-	}
-	p.end()
-	p.begin(oidText)
-	for _, g := range gs {
-		p.text(g.latest.ID)
-	}
-	p.end()
+	p.evidenceAndIDs(gs)
 	updated := make(map[int64]struct{}, len(gs))
 	_, err := pgExecRaw(ctx, conn, updateOpenGroupsQuery, p.params(), func(v [][]byte) error {
 		id, err := pgInt8(v[0])
@@ -868,16 +859,7 @@ func (s *Store) writeAlertGroupsPG(ctx context.Context, tx *sql.Tx, conn *sql.Co
 			}
 			p.end()
 		}
-		p.begin(oidText)
-		for _, g := range gs {
-			p.evidence(g.latest.Evidence)
-		}
-		p.end()
-		p.begin(oidText)
-		for _, g := range gs {
-			p.text(g.latest.ID)
-		}
-		p.end()
+		p.evidenceAndIDs(gs)
 		p.begin(oidInt2)
 		for _, g := range gs {
 			p.int2(int16(g.maxSeverity))

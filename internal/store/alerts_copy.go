@@ -390,3 +390,19 @@ func (b *ingestBufs) put(buf []byte) {
 		b.p.Put(&buf)
 	}
 }
+
+// evidenceAndIDs appends the groups' newest evidence and newest sender id
+// as two text array parameters (both the repeat update and the upsert end
+// with them).
+func (p *pgArrays) evidenceAndIDs(gs []*ingestGroup) {
+	p.begin(oidText)
+	for _, g := range gs {
+		p.evidence(g.latest.Evidence)
+	}
+	p.end()
+	p.begin(oidText)
+	for _, g := range gs {
+		p.text(g.latest.ID)
+	}
+	p.end()
+}
