@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,84 @@ func TestExportHasWork(t *testing.T) {
 				t.Fatalf("no such export: %v %v %v", due, work, err)
 			}
 		})
+	}
+}
+
+// TestExportProbeUsesIndex: ExportHasWork's probe stays one index descent on
+// PostgreSQL once the exports have caught up with a long log whose delivered
+// part was purged — the case where an earlier EXISTS form was planned as a
+// sequential scan reading the whole log and its dead rows on every probe.
+func TestExportProbeUsesIndex(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, backends[1].DSN(t), Options{SecretKey: testKey})
+	e, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := range 80 {
+		var as []*alerts.Alert
+		for i := range 250 {
+			as = append(as, testAlert(b*250+i, alerts.SeverityHigh, alerts.SourceAudit, "prod"))
+		}
+		if _, err := s.EnqueueExports(ctx, alertItems(t, as...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Statistics taken while the log was long and undelivered, as
+	// autovacuum's would be during a burst.
+	if _, err := s.w.ExecContext(ctx, `ANALYZE export_log`); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		recs, l, err := s.LeaseExportBatch(ctx, e.ID, "w", 1000, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		if _, err := s.FinishExportBatch(ctx, l, OutboxOutcome{Done: l.IDs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PurgeExportLog(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	row, err := s.exportCursorRow(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The generic plan is the one that counts: the driver prepares the
+	// statement once per connection and PostgreSQL switches a prepared
+	// statement to its generic plan after a few executions.
+	q, args := s.exportProbe(row.cursor)
+	conn, err := s.r.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, stmt := range []string{`SET plan_cache_mode = force_generic_plan`, `PREPARE probe AS ` + s.d.rebind(q)} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf("EXPLAIN EXECUTE probe(%d, %d)", args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if p := plan.String(); strings.Contains(p, "Seq Scan") || !strings.Contains(p, "Index") {
+		t.Fatalf("the probe is not an index descent:\n%s", p)
+	}
+	if due, work, err := s.ExportHasWork(ctx, e.ID); err != nil || !due || work {
+		t.Fatalf("caught up: due %v work %v, %v", due, work, err)
 	}
 }
