@@ -138,8 +138,8 @@ func copyExportLog(ctx context.Context, conn *sql.Conn, bufs *ingestBufs, items 
 // for the grouped path (ids). 128 rows per COPY cut that 8-fold for one
 // more statement per 128 rows (TestPGCopyChunks).
 type pgCopy struct {
-	bufs   *ingestBufs // where b goes back after send (nil: nowhere)
-	b      []byte
+	bufs *ingestBufs // where b goes back after send (nil: nowhere)
+	pgFields
 	rows   int   // rows so far
 	chunks []int // offsets in b where each complete stream (chunk) starts
 }
@@ -158,7 +158,7 @@ func pgCopySize(size, rows int) int {
 }
 
 func newPGCopy(bufs *ingestBufs, size int) *pgCopy {
-	w := &pgCopy{bufs: bufs, b: bufs.get(size), chunks: make([]int, 1, 8)}
+	w := &pgCopy{bufs: bufs, pgFields: pgFields{b: bufs.get(size)}, chunks: make([]int, 1, 8)}
 	w.b = append(w.b, pgCopyHeader...)
 	return w
 }
@@ -175,36 +175,41 @@ func (w *pgCopy) row(fields int) {
 	w.b = binary.BigEndian.AppendUint16(w.b, uint16(fields))
 }
 
-func (w *pgCopy) text(s string) {
-	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(s)))
-	w.b = append(w.b, s...)
+// pgFields appends field values in PostgreSQL's binary format (a length,
+// then the value), as both a binary COPY row and a binary array element
+// are written.
+type pgFields struct{ b []byte }
+
+func (f *pgFields) text(s string) {
+	f.b = binary.BigEndian.AppendUint32(f.b, uint32(len(s)))
+	f.b = append(f.b, s...)
 }
 
-func (w *pgCopy) bytes(s []byte) {
-	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(s)))
-	w.b = append(w.b, s...)
+func (f *pgFields) bytes(s []byte) {
+	f.b = binary.BigEndian.AppendUint32(f.b, uint32(len(s)))
+	f.b = append(f.b, s...)
 }
 
 // evidence is evidenceText(ev) without converting it to a string.
-func (w *pgCopy) evidence(ev json.RawMessage) {
+func (f *pgFields) evidence(ev json.RawMessage) {
 	if noEvidence(ev) {
-		w.text("{}")
+		f.text("{}")
 		return
 	}
-	w.bytes(ev)
+	f.bytes(ev)
 }
 
-func (w *pgCopy) int2(v int16) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 2)
-	w.b = binary.BigEndian.AppendUint16(w.b, uint16(v))
+func (f *pgFields) int2(v int16) {
+	f.b = binary.BigEndian.AppendUint32(f.b, 2)
+	f.b = binary.BigEndian.AppendUint16(f.b, uint16(v))
 }
 
-func (w *pgCopy) int8(v int64) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 8)
-	w.b = binary.BigEndian.AppendUint64(w.b, uint64(v))
+func (f *pgFields) int8(v int64) {
+	f.b = binary.BigEndian.AppendUint32(f.b, 8)
+	f.b = binary.BigEndian.AppendUint64(f.b, uint64(v))
 }
 
-func (w *pgCopy) ts(t time.Time) { w.int8(t.UnixMicro() - pgEpochMicros) }
+func (f *pgFields) ts(t time.Time) { f.int8(t.UnixMicro() - pgEpochMicros) }
 
 // send runs the COPY statement with the stream on conn (the pgx
 // connection under database/sql), inside whatever transaction is open
@@ -255,13 +260,13 @@ const (
 // grouped batch of 1000 alerts (TestPGArraysRoundTrip reads them back).
 type pgArrays struct {
 	bufs *ingestBufs // where b goes back on release (nil: nowhere)
-	b    []byte
+	pgFields
 	ends []int // end offset of each finished parameter in b
 	n    int   // elements per array
 }
 
 func newPGArrays(bufs *ingestBufs, n, size int) *pgArrays {
-	return &pgArrays{bufs: bufs, b: bufs.get(size), n: n}
+	return &pgArrays{bufs: bufs, pgFields: pgFields{b: bufs.get(size)}, n: n}
 }
 
 // release gives the buffer back once the parameters are sent (after
@@ -282,33 +287,6 @@ func (p *pgArrays) begin(oid uint32) {
 }
 
 func (p *pgArrays) end() { p.ends = append(p.ends, len(p.b)) }
-
-func (p *pgArrays) text(s string) {
-	p.b = binary.BigEndian.AppendUint32(p.b, uint32(len(s)))
-	p.b = append(p.b, s...)
-}
-
-// evidence is evidenceText(ev) without converting it to a string.
-func (p *pgArrays) evidence(ev json.RawMessage) {
-	if noEvidence(ev) {
-		p.text("{}")
-		return
-	}
-	p.b = binary.BigEndian.AppendUint32(p.b, uint32(len(ev)))
-	p.b = append(p.b, ev...)
-}
-
-func (p *pgArrays) int2(v int16) {
-	p.b = binary.BigEndian.AppendUint32(p.b, 2)
-	p.b = binary.BigEndian.AppendUint16(p.b, uint16(v))
-}
-
-func (p *pgArrays) int8(v int64) {
-	p.b = binary.BigEndian.AppendUint32(p.b, 8)
-	p.b = binary.BigEndian.AppendUint64(p.b, uint64(v))
-}
-
-func (p *pgArrays) ts(t time.Time) { p.int8(t.UnixMicro() - pgEpochMicros) }
 
 // params are the finished parameters, in order.
 func (p *pgArrays) params() [][]byte {
