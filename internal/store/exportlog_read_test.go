@@ -106,11 +106,7 @@ func TestLeaseIdle(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			s := openStore(t, b.DSN(t), Options{SecretKey: testKey})
-			e, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, e := storeWithExport(t, b.DSN(t))
 			recs, l, err := s.LeaseExportBatch(ctx, e.ID, "w", 10, time.Minute)
 			if err != nil || len(recs) != 0 || !l.Idle {
 				t.Fatalf("empty log: %d records, idle %v, %v; want idle", len(recs), l.Idle, err)
@@ -140,11 +136,7 @@ func TestExportHasWork(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			s := openStore(t, b.DSN(t), Options{SecretKey: testKey})
-			e, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, e := storeWithExport(t, b.DSN(t))
 			check := func(what string, wantDue, wantWork bool) {
 				t.Helper()
 				due, work, err := s.ExportHasWork(ctx, e.ID)
@@ -188,11 +180,7 @@ func TestExportHasWork(t *testing.T) {
 // sequential scan reading the whole log and its dead rows on every probe.
 func TestExportProbeUsesIndex(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, backends[1].DSN(t), Options{SecretKey: testKey})
-	e, err := s.CreateExport(ctx, Export{Name: "all", Type: "webhook", Enabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, e := storeWithExport(t, backends[1].DSN(t))
 	for b := range 80 {
 		var as []*alerts.Alert
 		for i := range 250 {
@@ -259,4 +247,16 @@ func TestExportProbeUsesIndex(t *testing.T) {
 	if due, work, err := s.ExportHasWork(ctx, e.ID); err != nil || !due || work {
 		t.Fatalf("caught up: due %v work %v, %v", due, work, err)
 	}
+}
+
+// storeWithExport opens a store at dsn with one enabled export that takes
+// every record.
+func storeWithExport(t *testing.T, dsn string) (*Store, *Export) {
+	t.Helper()
+	s := openStore(t, dsn, Options{SecretKey: testKey})
+	e, err := s.CreateExport(context.Background(), Export{Name: "all", Type: "webhook", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, e
 }
