@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -864,11 +863,6 @@ func appendRecords(out, got []OutboxRecord) []OutboxRecord {
 	return append(out, got...)
 }
 
-// logRowBufs recycles readExportLogDB's row buffers: the window copies the
-// rows it keeps and the leased records copy theirs, so a buffer is free
-// again once a read is done (it held a few hundred KiB per read before).
-var logRowBufs = sync.Pool{New: func() any { return new([]logRow) }}
-
 // readExportLogDB is readExportLog from the database, after cursor from.
 //
 // The rows are scanned into one reused row (one set of scan destinations
@@ -897,12 +891,15 @@ func (s *Store) readExportLogDB(ctx context.Context, exportID int64, row *export
 		return nil, logPos{}, 0, err
 	}
 	defer rows.Close()
-	bufp := logRowBufs.Get().(*[]logRow)
+	bufp, _ := s.logRowBufs.Get().(*[]logRow)
+	if bufp == nil {
+		bufp = new([]logRow)
+	}
 	read := (*bufp)[:0]
 	defer func() {
 		clear(read[:cap(read)]) // drop the references (the rows live on in the window and the records)
 		*bufp = read[:0]
-		logRowBufs.Put(bufp)
+		s.logRowBufs.Put(bufp)
 	}()
 	var cur logRow
 	var p, filterCols string

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -99,6 +100,11 @@ type Store struct {
 	// bufs recycles the PostgreSQL ingest's COPY and parameter buffers
 	// (alerts_copy.go).
 	bufs ingestBufs
+	// logRowBufs recycles readExportLogDB's row buffers (*[]logRow): the
+	// window copies the rows it keeps and the leased records copy theirs,
+	// so a buffer is free again once a read is done (it held a few hundred
+	// KiB per read before).
+	logRowBufs sync.Pool
 }
 
 // Open opens the database named by dsn and applies pending migrations.
