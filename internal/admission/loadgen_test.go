@@ -542,7 +542,17 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 		srv.handler = cannedHandler(srv)
 	}
 	srv.handler = stampHandler(srv.handler, st)
-	defer TuneGC(GCConfig{}, os.Getenv)()
+	if separate {
+		defer TuneGC(GCConfig{}, os.Getenv)()
+	} else {
+		// One process: the generator shares the webhook's Ps, and one P
+		// (the webhook's default) would be the generator's bottleneck.
+		defer TuneGC(GCConfig{Procs: -1}, os.Getenv)()
+	}
+	// The server's Ps: the webhook's default (TuneGC), or N to compare.
+	if v, err := strconv.Atoi(os.Getenv("BULWARK_LOAD_SERVER_PROCS")); err == nil && v > 0 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
@@ -687,7 +697,8 @@ func (r loadReport) log(tb testing.TB) {
 // (the generator fails otherwise), nothing dropped, the memory target.
 // Latency is a benchmark's business (BenchmarkLoadLoopback) on a shared
 // machine; BULWARK_LOAD_STRICT=1 also asserts the 5 ms p99 (idle machine).
-// BULWARK_LOAD_SEPARATE=1 runs the generator in its own process;
+// The generator runs in its own process (as the benchmark's; with
+// BULWARK_LOAD_SEPARATE=0 in this one, and the webhook then on all Ps);
 // BULWARK_LOAD_CANNED=1 serves the baseline of BenchmarkLoadLoopback
 // (cannedHandler, with BULWARK_LOAD_BASELINE_BURN and _STAGE) instead of
 // the webhook, to bisect the latency tail. BULWARK_LOAD_STEAL=1 relates
@@ -695,12 +706,15 @@ func (r loadReport) log(tb testing.TB) {
 // names a file for the slowest 1% (Unix ns intervals); the generator
 // process never inherits GODEBUG (BULWARK_LOAD_GENERATOR_GODEBUG sets its
 // own), so GODEBUG settings tried on the webhook are the webhook's alone.
+// BULWARK_LOAD_SERVER_PROCS=N runs the webhook on N Ps (GOMAXPROCS) instead
+// of `bulwark admission serve`'s default of one (generator in its own
+// process).
 func TestLoadLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
 	o := loadOptionsFromEnv(2)
-	r := runLoadWith(t, o, os.Getenv("BULWARK_LOAD_SEPARATE") == "1", os.Getenv("BULWARK_LOAD_TRACE"), os.Getenv("BULWARK_LOAD_CANNED") == "1")
+	r := runLoadWith(t, o, os.Getenv("BULWARK_LOAD_SEPARATE") != "0", os.Getenv("BULWARK_LOAD_TRACE"), os.Getenv("BULWARK_LOAD_CANNED") == "1")
 	r.log(t)
 	total := o.RPS * o.Seconds
 	if r.Gen.Requests+r.Gen.Dropped != total {
