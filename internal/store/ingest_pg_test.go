@@ -258,6 +258,56 @@ func TestIngestRepeatClosedConcurrently(t *testing.T) {
 	}
 }
 
+// TestIngestRepeatThroughOtherReplica: a store that has not seen a
+// group open (another replica opened it, or this one restarted) guesses
+// its batch is all new and copies it in without the probe for open rows;
+// the copy fails on the open rows, and the batch is counted into them
+// after all, with its new groups opened once. Checked on a batch of only
+// repeats and on a mixed one, each through a store that never saw them.
+func TestIngestRepeatThroughOtherReplica(t *testing.T) {
+	ctx := context.Background()
+	dsn := pg.DSN(t)
+	t0 := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	batch := func(tag string, from, to int, at time.Time) []AlertIn {
+		var b []AlertIn
+		for i := from; i < to; i++ {
+			a := payloadAlert()
+			a.ID, a.Fingerprint, a.Time = fmt.Sprintf("%s-%d", tag, i), fmt.Sprintf("fp-%d", i), at
+			b = append(b, a)
+		}
+		return b
+	}
+	steps := []struct {
+		tag      string
+		from, to int
+	}{{"a", 0, 50}, {"b", 0, 50}, {"c", 25, 75}}
+	for i, st := range steps {
+		s := openStore(t, dsn, Options{SecretKey: testKey}) // a replica that saw none of the groups open
+		b := batch(st.tag, st.from, st.to, t0.Add(time.Duration(i)*time.Minute))
+		if rep, err := s.IngestAlertBatch(ctx, b); err != nil || rep.Accepted != len(b) {
+			t.Fatalf("batch %s: %+v, %v", st.tag, rep, err)
+		}
+	}
+	s := openStore(t, dsn, Options{SecretKey: testKey})
+	got, n, err := s.ListAlerts(ctx, AlertFilter{}, Page{Limit: 1000, Sort: "id"})
+	if err != nil || n != 75 {
+		t.Fatalf("list: %d alerts, %v; want 75 (one per fingerprint)", n, err)
+	}
+	for _, a := range got {
+		var i int
+		fmt.Sscanf(a.Fingerprint, "fp-%d", &i)
+		count, last := int64(0), ""
+		for _, st := range steps {
+			if i >= st.from && i < st.to {
+				count, last = count+1, fmt.Sprintf("%s-%d", st.tag, i)
+			}
+		}
+		if a.Count != count || a.SourceEventID != last {
+			t.Errorf("%s: count %d, latest %q; want %d, %q", a.Fingerprint, a.Count, a.SourceEventID, count, last)
+		}
+	}
+}
+
 // TestMigrateEvidenceText: migration 0016 turns PostgreSQL's json
 // evidence column into text with every stored evidence byte for byte
 // (json keeps the text as written: spacing, key order, duplicates); new

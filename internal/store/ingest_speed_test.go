@@ -205,10 +205,19 @@ func TestExportLogCommitOrder(t *testing.T) {
 // no open row for with a plain INSERT under a savepoint. When another
 // transaction opens the same group in between (the unique index makes the
 // insert wait for it, then fail), the batch falls back to the upsert and
-// counts into that row: one row, both occurrences.
+// counts into that row: one row, both occurrences. Both ways in: the
+// fingerprint known to the store (the probe runs and finds nothing yet),
+// and unknown (the probe is skipped: the whole batch's copy fails the
+// same way, and the batch takes the probe path).
 func TestIngestNewGroupRace(t *testing.T) {
 	ctx := context.Background()
 	rules := ruleDefs(t)
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprintf("known=%v", known), func(t *testing.T) { testIngestNewGroupRace(ctx, t, rules, known) })
+	}
+}
+
+func testIngestNewGroupRace(ctx context.Context, t *testing.T, rules []ruleDef, known bool) {
 	forEach(t, func(t *testing.T, s *Store) {
 		if s.Dialect() != "postgres" {
 			t.Skip("SQLite has one writer: no concurrent batch")
@@ -218,6 +227,9 @@ func TestIngestNewGroupRace(t *testing.T) {
 		a.ID, a.Fingerprint = "race-1", "race-fp"
 		b := a
 		b.ID = "race-2"
+		if known {
+			s.openFPs.add([]*ingestGroup{{key: groupKey{fingerprint: "race-fp"}}}, nil)
+		}
 		other, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)

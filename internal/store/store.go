@@ -100,6 +100,10 @@ type Store struct {
 	// bufs recycles the PostgreSQL ingest's COPY and parameter buffers
 	// (alerts_copy.go).
 	bufs ingestBufs
+	// openFPs remembers fingerprints this Store saw with an open alert
+	// row on PostgreSQL, so that a batch of only new ones skips the probe
+	// for open rows (upsertAlertGroupsPG).
+	openFPs openFingerprints
 	// logRowBufs recycles readExportLogDB's row buffers (*[]logRow): the
 	// window copies the rows it keeps and the leased records copy theirs,
 	// so a buffer is free again once a read is done (it held a few hundred
