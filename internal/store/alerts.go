@@ -603,18 +603,7 @@ var alertUpsert = func() string {
 // is the same (TestIngestRepeatThroughOtherReplica).
 func (s *Store) upsertAlertGroupsPG(ctx context.Context, tx *sql.Tx, conn *sql.Conn, gs []*ingestGroup) error {
 	if conn != nil && !s.openFPs.anyOf(gs) {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest_new_alerts`); err != nil {
-			return err
-		}
-		err := copyAlertGroups(ctx, conn, &s.bufs, gs)
-		if err == nil {
-			s.openFPs.add(gs, nil)
-			return nil
-		}
-		if !s.d.isUnique(err) {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT ingest_new_alerts`); err != nil {
+		if inserted, err := s.insertNewGroupsPG(ctx, tx, conn, gs); inserted || err != nil {
 			return err
 		}
 	}
@@ -635,25 +624,12 @@ func (s *Store) upsertAlertGroupsPG(ctx context.Context, tx *sql.Tx, conn *sql.C
 		}
 	}
 	if len(fresh) > 0 {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest_new_alerts`); err != nil {
+		inserted, err := s.insertNewGroupsPG(ctx, tx, conn, fresh)
+		if err != nil {
 			return err
 		}
-		var err error
-		if conn != nil {
-			err = copyAlertGroups(ctx, conn, &s.bufs, fresh)
-		} else {
-			err = s.writeAlertGroupsPG(ctx, tx, nil, fresh, "")
-		}
-		switch {
-		case err != nil && s.d.isUnique(err):
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT ingest_new_alerts`); err != nil {
-				return err
-			}
+		if !inserted { // opened concurrently meanwhile
 			return s.writeAlertGroupsPG(ctx, tx, conn, gs, alertUpsert)
-		case err != nil:
-			return err
-		case conn != nil:
-			s.openFPs.add(fresh, nil)
 		}
 	}
 	if len(seen) == 0 {
@@ -677,6 +653,33 @@ func (s *Store) upsertAlertGroupsPG(ctx context.Context, tx *sql.Tx, conn *sql.C
 		}
 	}
 	return s.writeAlertGroupsPG(ctx, tx, conn, rest, alertUpsert)
+}
+
+// insertNewGroupsPG inserts groups gs as new alert rows under a savepoint
+// (COPY with conn, else an insert from arrays) and records them in
+// s.openFPs. When one of them has an open row already (unique violation:
+// opened by a concurrent batch, another replica, or before a restart) it
+// rolls the insert back and reports inserted false, with no error.
+func (s *Store) insertNewGroupsPG(ctx context.Context, tx *sql.Tx, conn *sql.Conn, gs []*ingestGroup) (inserted bool, err error) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT ingest_new_alerts`); err != nil {
+		return false, err
+	}
+	if conn != nil {
+		err = copyAlertGroups(ctx, conn, &s.bufs, gs)
+	} else {
+		err = s.writeAlertGroupsPG(ctx, tx, nil, gs, "")
+	}
+	switch {
+	case err != nil && s.d.isUnique(err):
+		_, err = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT ingest_new_alerts`)
+		return false, err
+	case err != nil:
+		return false, err
+	}
+	if conn != nil {
+		s.openFPs.add(gs, nil)
+	}
+	return true, nil
 }
 
 // openFingerprints is a bounded set of fingerprints seen with an open
