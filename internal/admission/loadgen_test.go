@@ -434,10 +434,10 @@ type loadReport struct {
 	ServerSysPerReq     time.Duration // the kernel's part of it
 	// Threads is what the kernel's scheduler did to the server's threads
 	// in the window (see threadStats), per review.
-	Threads      threadStats
-	RSS, PeakRSS int64
-	ServerGCs    uint32
-	GCSettings   string
+	Threads         threadStats
+	RSS, PeakRSS    int64
+	ServerGCs       uint32
+	RuntimeSettings string
 	// From the server's runtime: scheduling latency p99 and max bucket,
 	// longest GC stop-the-world pause, GC CPU per review.
 	SchedP99, SchedMax, GCPauseMax, GCCPUPerReq time.Duration
@@ -543,13 +543,13 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 	}
 	srv.handler = stampHandler(srv.handler, st)
 	if separate {
-		defer TuneGC(GCConfig{}, os.Getenv)()
+		defer TuneRuntime(RuntimeConfig{}, os.Getenv)()
 	} else {
 		// One process: the generator shares the webhook's Ps, and one P
 		// (the webhook's default) would be the generator's bottleneck.
-		defer TuneGC(GCConfig{Procs: -1}, os.Getenv)()
+		defer TuneRuntime(RuntimeConfig{Procs: -1}, os.Getenv)()
 	}
-	// The server's Ps: the webhook's default (TuneGC), or N to compare.
+	// The server's Ps: the webhook's default (TuneRuntime), or N to compare.
 	if v, err := strconv.Atoi(os.Getenv("BULWARK_LOAD_SERVER_PROCS")); err == nil && v > 0 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v))
 	}
@@ -601,7 +601,7 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 	}
 	th := readThreadStats()
 	steal := stopSteal()
-	rep := loadReport{Opts: o, Separate: separate, Gen: g, Threads: th.sub(th0).per(g.Requests + o.Workers*4), RSS: procStatus("VmRSS"), PeakRSS: procStatus("VmHWM"), ServerGCs: gcCount() - gc0, GCSettings: GCSummary()}
+	rep := loadReport{Opts: o, Separate: separate, Gen: g, Threads: th.sub(th0).per(g.Requests + o.Workers*4), RSS: procStatus("VmRSS"), PeakRSS: procStatus("VmHWM"), ServerGCs: gcCount() - gc0, RuntimeSettings: RuntimeSummary()}
 	rt := readRuntimeStats()
 	rep.SchedP99, rep.SchedMax = histQuantile(rt0.sched, rt.sched, 0.99), histQuantile(rt0.sched, rt.sched, 1)
 	rep.GCPauseMax = histQuantile(rt0.pauses, rt.pauses, 1)
@@ -676,7 +676,7 @@ func (r loadReport) log(tb testing.TB) {
 		r.Gen.Proto, r.Opts.Workers, r.Opts.RPS, r.Opts.Seconds, r.Gen.Requests, float64(r.Gen.Requests)/r.Gen.Elapsed.Seconds(), r.Gen.Dropped,
 		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Max.Round(time.Microsecond), 100*r.Within5ms)
 	tb.Logf("server CPU %v per review (%v in the kernel; %s); RSS %d MB (peak %d MB, Go runtime %d MB); %d server GCs (%s), %d generator GCs; load average %s; warm-up %v, %d connections opened in the window",
-		r.ServerCPUPerReq.Round(time.Microsecond), r.ServerSysPerReq.Round(time.Microsecond), who, r.RSS>>20, r.PeakRSS>>20, r.GoMem>>20, r.ServerGCs, r.GCSettings, r.Gen.GCs, r.Load, r.Gen.Warmup.Round(time.Millisecond), r.Gen.NewConns)
+		r.ServerCPUPerReq.Round(time.Microsecond), r.ServerSysPerReq.Round(time.Microsecond), who, r.RSS>>20, r.PeakRSS>>20, r.GoMem>>20, r.ServerGCs, r.RuntimeSettings, r.Gen.GCs, r.Load, r.Gen.Warmup.Round(time.Millisecond), r.Gen.NewConns)
 	tb.Logf("server threads per review (kernel): run %v, waited runnable %v, %.2f time slices, %.2f involuntary switches, %.2f page faults; machine steal %v per review",
 		r.Threads.Run.Round(time.Microsecond), r.Threads.Wait.Round(time.Microsecond), r.Threads.Slices, r.Threads.Involuntary, r.Threads.Faults, r.Threads.Steal.Round(time.Microsecond))
 	tb.Logf("server runtime: scheduling latency p99 ≤ %v, max ≤ %v; longest GC pause ≤ %v; GC CPU %v per review",

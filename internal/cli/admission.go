@@ -181,8 +181,8 @@ func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) err
 		return errors.New("--policy-from-server needs --server")
 	}
 	log := a.log
-	defer admission.TuneGC(admission.GCConfig{}, os.Getenv)()
-	log.Info("admission runtime", "settings", admission.GCSummary())
+	defer admission.TuneRuntime(admission.RuntimeConfig{}, os.Getenv)()
+	log.Info("admission runtime", "settings", admission.RuntimeSummary())
 	env, err := celeval.NewEnv()
 	if err != nil {
 		return err

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestTuneGC(t *testing.T) {
+func TestTuneRuntime(t *testing.T) {
 	p0, l0 := gcSettings()
 	procs0 := runtime.GOMAXPROCS(0)
 	if procs0 == DefaultProcs {
@@ -13,10 +13,10 @@ func TestTuneGC(t *testing.T) {
 		defer runtime.GOMAXPROCS(procs0)
 		procs0 = DefaultProcs + 1
 	}
-	restore := TuneGC(GCConfig{}, func(string) string { return "" })
+	restore := TuneRuntime(RuntimeConfig{}, func(string) string { return "" })
 	p, l := gcSettings()
 	procs := runtime.GOMAXPROCS(0)
-	summary := GCSummary()
+	summary := RuntimeSummary()
 	restore()
 	if p != DefaultGCPercent || l != DefaultMemoryLimit || procs != DefaultProcs {
 		t.Errorf("defaults: GOGC %d GOMEMLIMIT %d GOMAXPROCS %d, want %d %d %d", p, l, procs, DefaultGCPercent, DefaultMemoryLimit, DefaultProcs)
@@ -29,14 +29,14 @@ func TestTuneGC(t *testing.T) {
 	}
 	// The operator's environment wins.
 	env := map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB", "GOMAXPROCS": "4"}
-	restore = TuneGC(GCConfig{GCPercent: 300, MemoryLimit: 50 << 20, Procs: 3}, func(k string) string { return env[k] })
+	restore = TuneRuntime(RuntimeConfig{GCPercent: 300, MemoryLimit: 50 << 20, Procs: 3}, func(k string) string { return env[k] })
 	p, l = gcSettings()
 	procs = runtime.GOMAXPROCS(0)
 	restore()
 	if p != p0 || l != l0 || procs != procs0 {
 		t.Errorf("with GOGC, GOMEMLIMIT and GOMAXPROCS set: GOGC %d GOMEMLIMIT %d GOMAXPROCS %d changed from %d %d %d", p, l, procs, p0, l0, procs0)
 	}
-	restore = TuneGC(GCConfig{GCPercent: 300, MemoryLimit: 50 << 20, Procs: 3}, func(string) string { return "" })
+	restore = TuneRuntime(RuntimeConfig{GCPercent: 300, MemoryLimit: 50 << 20, Procs: 3}, func(string) string { return "" })
 	p, l = gcSettings()
 	procs = runtime.GOMAXPROCS(0)
 	restore()
@@ -44,7 +44,7 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("explicit: GOGC %d GOMEMLIMIT %d GOMAXPROCS %d", p, l, procs)
 	}
 	// Procs < 0 leaves Go's own choice.
-	restore = TuneGC(GCConfig{Procs: -1}, func(string) string { return "" })
+	restore = TuneRuntime(RuntimeConfig{Procs: -1}, func(string) string { return "" })
 	procs = runtime.GOMAXPROCS(0)
 	restore()
 	if procs != procs0 {

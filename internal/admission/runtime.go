@@ -39,16 +39,16 @@ import (
 // waiting runnable against 64 µs, 0.295 ms CPU per review against 0.342,
 // p99 4.10 ms against 4.80 ms (mean), lower in 7 pairs of 8. One P still
 // served 2,500 reviews/s with nothing dropped (p99 23 ms, 37 ms on two Ps);
-// a webhook given more CPU for more than that sets GOMAXPROCS (or Procs).
+// a webhook given more CPU for more than that sets GOMAXPROCS (or RuntimeConfig.Procs).
 const (
 	DefaultGCPercent   = 400
 	DefaultMemoryLimit = 48 << 20
 	DefaultProcs       = 1
 )
 
-// GCConfig tunes the collector and the scheduler; zero fields take the
+// RuntimeConfig tunes the collector and the scheduler; zero fields take the
 // defaults above.
-type GCConfig struct {
+type RuntimeConfig struct {
 	// GCPercent is GOGC (negative: collection off, bounded by MemoryLimit).
 	GCPercent int
 	// MemoryLimit is the soft limit in bytes (GOMEMLIMIT).
@@ -58,11 +58,11 @@ type GCConfig struct {
 	Procs int
 }
 
-// TuneGC applies cfg to the process and returns a function restoring the
+// TuneRuntime applies cfg to the process and returns a function restoring the
 // previous settings. GOGC, GOMEMLIMIT and GOMAXPROCS in the environment
 // (read through getenv) win over cfg: an operator who set them knows their
 // pod's limits.
-func TuneGC(cfg GCConfig, getenv func(string) string) (restore func()) {
+func TuneRuntime(cfg RuntimeConfig, getenv func(string) string) (restore func()) {
 	if cfg.GCPercent == 0 {
 		cfg.GCPercent = DefaultGCPercent
 	}
@@ -102,8 +102,8 @@ func gcSettings() (percent int, limit int64) {
 	return percent, debug.SetMemoryLimit(-1)
 }
 
-// GCSummary describes the settings in force, for the startup log.
-func GCSummary() string {
+// RuntimeSummary describes the settings in force, for the startup log.
+func RuntimeSummary() string {
 	p, l := gcSettings()
 	gogc := strconv.Itoa(p)
 	if p < 0 {
