@@ -2,6 +2,7 @@ package admission
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -67,6 +68,9 @@ type loadOptions struct {
 	DenyEvery int
 	// Trace, when set, is a file for the generator's runtime/trace.
 	Trace string
+	// SampleCPU records the generator's CPU time every 2 ms of the window
+	// (genResult.CPUSeries; BULWARK_LOAD_STEAL=1).
+	SampleCPU bool
 }
 
 // loadOptionsFromEnv reads BULWARK_LOAD_RPS (500), BULWARK_LOAD_SECONDS
@@ -99,6 +103,52 @@ type genResult struct {
 	// NewConns counts the window's requests that could not reuse a
 	// connection (each a TCP connect and TLS handshake in the window).
 	NewConns int64
+	// CPUSeries is the generator's cumulative CPU time sampled every 2 ms
+	// (loadOptions.SampleCPU).
+	CPUSeries []cpuPoint
+}
+
+// cpuPoint is a process's cumulative CPU time (CPU, ns) at a time (At,
+// Unix ns).
+type cpuPoint struct{ At, CPU int64 }
+
+// sampleCPU records this process's CPU time every 2 ms until stop.
+func sampleCPU() (stop func() []cpuPoint) {
+	var pts []cpuPoint
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			pts = append(pts, cpuPoint{time.Now().UnixNano(), int64(cpuTime())})
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() []cpuPoint { close(done); <-finished; return pts }
+}
+
+// cpuIn is the CPU time a cumulative series grew by between a and b (Unix
+// ns), interpolated between its samples.
+func cpuIn(pts []cpuPoint, a, b int64) float64 {
+	at := func(t int64) float64 {
+		i, _ := slices.BinarySearchFunc(pts, t, func(p cpuPoint, t int64) int { return cmp.Compare(p.At, t) })
+		switch {
+		case len(pts) == 0:
+			return 0
+		case i == 0:
+			return float64(pts[0].CPU)
+		case i == len(pts):
+			return float64(pts[len(pts)-1].CPU)
+		}
+		p, q := pts[i-1], pts[i]
+		return float64(p.CPU) + float64(q.CPU-p.CPU)*float64(t-p.At)/float64(max(1, q.At-p.At))
+	}
+	return at(b) - at(a)
 }
 
 // loadSeqHeader carries the sequence number, for the server-side stamps.
@@ -215,6 +265,10 @@ func generate(o loadOptions) (genResult, error) {
 	start := time.Now()
 	base := start.UnixNano()
 	cpu0, gc0 := cpuTime(), gcCount()
+	stopCPU := func() []cpuPoint { return nil }
+	if o.SampleCPU {
+		stopCPU = sampleCPU()
+	}
 	var wg sync.WaitGroup
 	for range o.Workers {
 		wg.Go(func() {
@@ -243,6 +297,7 @@ func generate(o loadOptions) (genResult, error) {
 	}
 	close(jobs)
 	wg.Wait()
+	g.CPUSeries = stopCPU()
 	g.Elapsed, g.CPU, g.GCs, g.Proto, g.NewConns = time.Since(start), cpuTime()-cpu0, gcCount()-gc0, proto, newConns.Load()
 	for _, s := range g.Samples {
 		if s.Done != 0 {
@@ -285,11 +340,22 @@ func runGeneratorProcess(tb testing.TB, o loadOptions) genResult {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// The generator stands for the API server: GODEBUG settings tried on
-	// the webhook are not its (BULWARK_LOAD_GENERATOR_GODEBUG sets its own).
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+	// The generator stands for the API server: runtime settings tried on
+	// the webhook (GODEBUG, GOGC, GOMEMLIMIT, GOMAXPROCS) are not its
+	// (BULWARK_LOAD_GENERATOR_GODEBUG and _GOGC set its own).
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		for _, v := range []string{"GODEBUG=", "GOGC=", "GOMEMLIMIT=", "GOMAXPROCS="} {
+			if strings.HasPrefix(kv, v) {
+				return true
+			}
+		}
+		return false
+	})
 	if gd := os.Getenv("BULWARK_LOAD_GENERATOR_GODEBUG"); gd != "" {
 		env = append(env, "GODEBUG="+gd)
+	}
+	if gc := os.Getenv("BULWARK_LOAD_GENERATOR_GOGC"); gc != "" {
+		env = append(env, "GOGC="+gc)
 	}
 	cmd.Env = append(env, "BULWARK_LOAD_GENERATOR="+string(opts))
 	cmd.Stderr = os.Stderr
@@ -450,6 +516,63 @@ type loadReport struct {
 	Slowest              []phases
 	// Steal relates the slowest reviews to the hypervisor's steal time.
 	Steal stealReport
+	// Slowdown compares the CPU both processes spent per review while the
+	// slowest 1% were in flight with the whole run's (BULWARK_LOAD_STEAL=1).
+	Slowdown slowdownReport
+}
+
+// slowdownReport: the slowest 1% merged into Windows (their intervals,
+// overlapping ones joined) lasting Span in all, in which Answered reviews
+// completed; the server's and the generator's CPU time per review
+// answered in those windows, and the same over the whole run. When both
+// processes spend several times their usual CPU per review there, while
+// the generator's schedule (500 sends a second) is the same, the machine
+// ran their code slower: a vCPU the host did not give them (steal not
+// accounted by the guest) or shared with a neighbour. The webhook's own
+// slowness would inflate the server's figure alone.
+type slowdownReport struct {
+	Windows, Answered                  int
+	Span                               time.Duration
+	ServerIn, ServerAll, GenIn, GenAll time.Duration
+}
+
+func slowdownIn(tail, all []phases, server, gen []cpuPoint) slowdownReport {
+	var r slowdownReport
+	if len(server) < 2 || len(gen) < 2 || len(tail) == 0 {
+		return r
+	}
+	iv := make([][2]int64, 0, len(tail))
+	for _, p := range tail {
+		iv = append(iv, [2]int64{p.at, p.end})
+	}
+	slices.SortFunc(iv, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	merged := iv[:1]
+	for _, x := range iv[1:] {
+		if last := &merged[len(merged)-1]; x[0] <= last[1] {
+			last[1] = max(last[1], x[1])
+		} else {
+			merged = append(merged, x)
+		}
+	}
+	r.Windows = len(merged)
+	var sIn, gIn float64
+	for _, w := range merged {
+		r.Span += time.Duration(w[1] - w[0])
+		sIn += cpuIn(server, w[0], w[1])
+		gIn += cpuIn(gen, w[0], w[1])
+	}
+	first, last := all[0].end, all[0].end
+	for _, p := range all {
+		first, last = min(first, p.end), max(last, p.end)
+		if i, _ := slices.BinarySearchFunc(merged, p.end, func(w [2]int64, t int64) int { return cmp.Compare(w[0], t) }); i > 0 && p.end <= merged[i-1][1] {
+			r.Answered++
+		}
+	}
+	n := time.Duration(max(1, r.Answered))
+	r.ServerIn, r.GenIn = time.Duration(sIn)/n, time.Duration(gIn)/n
+	r.ServerAll = time.Duration(cpuIn(server, first, last)) / time.Duration(len(all))
+	r.GenAll = time.Duration(cpuIn(gen, first, last)) / time.Duration(len(all))
+	return r
 }
 
 // phases splits a request's latency: dispatch (due → a worker sends;
@@ -591,6 +714,7 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 	stopSteal := func() stealSamples { return stealSamples{} }
 	if os.Getenv("BULWARK_LOAD_STEAL") == "1" {
 		stopSteal = sampleSteal()
+		o.SampleCPU = true
 	}
 	cpu0, sys0, gc0, rt0, th0 := cpuTime(), sysTime(), gcCount(), readRuntimeStats(), readThreadStats()
 	var g genResult
@@ -652,6 +776,7 @@ func runLoadWith(tb testing.TB, o loadOptions, separate bool, traceDir string, c
 	}
 	rep.Slowest = slices.Clone(all[max(0, len(all)-5):])
 	rep.Steal = steal.against(all, tail)
+	rep.Slowdown = slowdownIn(tail, all, steal.cpu, g.CPUSeries)
 	if f := os.Getenv("BULWARK_LOAD_SLOWEST"); f != "" {
 		// The slowest 1% as "intended done" Unix ns per line, to lay
 		// against other timelines (hypervisor stalls seen by a probe).
@@ -685,6 +810,12 @@ func (r loadReport) log(tb testing.TB) {
 		tb.Logf("steal: %v in the window in %d jumps; %.0f%% of the slowest 1%% overlap a jump against %.0f%% of all reviews; the slowest 1%% fall in %d distinct 20 ms windows",
 			r.Steal.Total, r.Steal.Jumps, 100*r.Steal.TailShare, 100*r.Steal.AllShare, r.Steal.TailClusters)
 	}
+	if d := r.Slowdown; d.Windows > 0 {
+		ratio := func(a, b time.Duration) float64 { return float64(a) / float64(max(1, b)) }
+		tb.Logf("slowdown: the slowest 1%% were in flight in %d windows, %v in all, in which %d reviews were answered; CPU per review there: server %v (%.1f× its %v over the run), generator %v (%.1f× its %v)",
+			d.Windows, d.Span.Round(time.Millisecond), d.Answered, d.ServerIn.Round(time.Microsecond), ratio(d.ServerIn, d.ServerAll), d.ServerAll.Round(time.Microsecond),
+			d.GenIn.Round(time.Microsecond), ratio(d.GenIn, d.GenAll), d.GenAll.Round(time.Microsecond))
+	}
 	tb.Logf("median phases: %v", r.Phases50)
 	tb.Logf("slowest 1%% (mean): %v", r.PhasesTail)
 	for _, p := range r.Slowest {
@@ -702,7 +833,8 @@ func (r loadReport) log(tb testing.TB) {
 // BULWARK_LOAD_CANNED=1 serves the baseline of BenchmarkLoadLoopback
 // (cannedHandler, with BULWARK_LOAD_BASELINE_BURN and _STAGE) instead of
 // the webhook, to bisect the latency tail. BULWARK_LOAD_STEAL=1 relates
-// the slowest reviews to the hypervisor's steal time; BULWARK_LOAD_SLOWEST
+// the slowest reviews to the hypervisor's steal time and to both
+// processes' CPU per review while they were in flight (slowdownReport); BULWARK_LOAD_SLOWEST
 // names a file for the slowest 1% (Unix ns intervals); the generator
 // process never inherits GODEBUG (BULWARK_LOAD_GENERATOR_GODEBUG sets its
 // own), so GODEBUG settings tried on the webhook are the webhook's alone.
@@ -865,6 +997,7 @@ func (a threadStats) per(n int) threadStats {
 type stealSamples struct {
 	at    []int64 // Unix ns
 	steal []time.Duration
+	cpu   []cpuPoint // this process's CPU time at the same instants
 }
 
 // stealReport: Total steal in the window, Jumps (samples where it grew),
@@ -886,8 +1019,10 @@ func sampleSteal() (stop func() stealSamples) {
 		t := time.NewTicker(2 * time.Millisecond)
 		defer t.Stop()
 		for {
-			ss.at = append(ss.at, time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			ss.at = append(ss.at, now)
 			ss.steal = append(ss.steal, readSteal())
+			ss.cpu = append(ss.cpu, cpuPoint{now, int64(cpuTime())})
 			select {
 			case <-done:
 				return
@@ -945,4 +1080,40 @@ func (ss stealSamples) against(all, tail []phases) stealReport {
 	}
 	r.TailClusters = len(windows)
 	return r
+}
+
+// TestSlowdownIn checks the slowdown report's arithmetic on a made-up
+// timeline: CPU interpolated between samples, overlapping intervals of the
+// slowest reviews joined into one window, reviews counted by completion.
+func TestSlowdownIn(t *testing.T) {
+	ms := int64(time.Millisecond)
+	// Server: 1 ms of CPU per ms until 10 ms, then 4 per ms (as if slowed).
+	var server, gen []cpuPoint
+	for i := int64(0); i <= 20; i += 2 {
+		c := i
+		if i > 10 {
+			c = 10 + 4*(i-10)
+		}
+		server = append(server, cpuPoint{i * ms, c * ms})
+		gen = append(gen, cpuPoint{i * ms, i * ms / 2})
+	}
+	if got := cpuIn(server, 1*ms, 3*ms); got != float64(2*ms) {
+		t.Errorf("cpuIn(1..3 ms) = %v, want 2 ms", time.Duration(got))
+	}
+	if got := cpuIn(server, 10*ms, 12*ms); got != float64(8*ms) {
+		t.Errorf("cpuIn(10..12 ms) = %v, want 8 ms", time.Duration(got))
+	}
+	tail := []phases{{at: 12 * ms, end: 15 * ms}, {at: 14 * ms, end: 16 * ms}}
+	all := append([]phases{{at: 0, end: 2 * ms}, {at: 2 * ms, end: 10 * ms}, {at: 18 * ms, end: 20 * ms}}, tail...)
+	r := slowdownIn(tail, all, server, gen)
+	if r.Windows != 1 || r.Span != 4*time.Millisecond || r.Answered != 2 {
+		t.Fatalf("windows %d span %v answered %d, want 1, 4ms, 2", r.Windows, r.Span, r.Answered)
+	}
+	// 16 ms of server CPU in 12..16 ms for 2 reviews; 48 ms over 2..20 ms for 5.
+	if r.ServerIn != 8*time.Millisecond || r.ServerAll != 48*time.Millisecond/5 {
+		t.Errorf("server per review in %v all %v, want 8ms and 9.6ms", r.ServerIn, r.ServerAll)
+	}
+	if r.GenIn != time.Millisecond {
+		t.Errorf("generator per review in windows %v, want 1ms", r.GenIn)
+	}
 }
