@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/store/pgtest"
 )
 
 // BenchmarkExportKeepUp is the "exports keep up": the real alert
@@ -36,11 +37,15 @@ import (
 // logged with every run.
 //
 //	go test -run '^$' -bench ExportKeepUp -benchtime 100x ./internal/export/
+//
+// With BULWARK_PGTEST_STATEMENTS=1 it also logs the server time of each
+// statement of the PostgreSQL run (pg_stat_statements).
 func BenchmarkExportKeepUp(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.Name, func(b *testing.B) {
 			ctx := context.Background()
-			st := openStore(b, be.DSN(b))
+			dsn := be.DSN(b)
+			st := openStore(b, dsn)
 			rs := newReceiverSet(b)
 			exps := []*store.Export{
 				createExport(b, st, Config{Name: "cef-udp", Type: TypeSyslog, Network: "udp", Address: rs.udpAddr, Format: FormatCEF,
@@ -162,6 +167,16 @@ func BenchmarkExportKeepUp(b *testing.B) {
 			b.Logf("%s: %d alerts ingested in %v, drained %v later; receivers got udp=%d tcp=%d es=%d (UDP may drop); load %s",
 				be.Name, total, ingestTime.Round(time.Millisecond), drain.Round(time.Millisecond), gotUDP, gotTCP, gotES,
 				loadAvgLine())
+			// Where the server's time went, by statement (PostgreSQL with
+			// BULWARK_PGTEST_STATEMENTS=1: since the server started, so
+			// with a -run or -count of one).
+			if st.Dialect() == "postgres" && os.Getenv("BULWARK_PGTEST_STATEMENTS") == "1" {
+				if rep, err := pgtest.Statements(ctx, dsn, 12); err != nil {
+					b.Log(err)
+				} else {
+					b.Logf("statements of the test database by server time:\n%s", rep)
+				}
+			}
 			// TCP and bulk receivers must have everything (at least once).
 			if gotTCP < total || gotES < total {
 				b.Errorf("receivers short: tcp %d, es %d, want %d", gotTCP, gotES, total)

@@ -10,6 +10,9 @@
 //
 // The private server runs with fsync off; BULWARK_PGTEST_FSYNC=1 turns
 // durability back on to benchmark commits as production pays for them.
+// BULWARK_PGTEST_STATEMENTS=1 loads pg_stat_statements, for benchmarks to
+// report what each statement cost the server (Statements), and
+// BULWARK_PGTEST_OPTS adds server options ("-c name=value ...").
 //
 // When no server can be had, tests skip with the reason, except under CI
 // (CI=true) or BULWARK_REQUIRE_POSTGRES=1, where they fail: CI installs the
@@ -28,6 +31,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,6 +184,12 @@ func (s *Server) start() {
 		durability = ""
 	}
 	opts := fmt.Sprintf("-k %s -c listen_addresses='' -p 5432 %s -c max_connections=300", tmp, durability)
+	if os.Getenv("BULWARK_PGTEST_STATEMENTS") == "1" {
+		opts += " -c shared_preload_libraries=pg_stat_statements"
+	}
+	if extra := os.Getenv("BULWARK_PGTEST_OPTS"); extra != "" {
+		opts += " " + extra
+	}
 	if out, err := s.run(filepath.Join(s.binDir, "pg_ctl"), "-D", data, "-l", filepath.Join(tmp, "server.log"),
 		"-w", "-t", "60", "-o", opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(tmp, "server.log"))
@@ -242,4 +252,40 @@ func (s *Server) Backends() []Backend {
 		{"sqlite", func(tb testing.TB) string { return filepath.Join(tb.TempDir(), "bulwark.db") }},
 		{"postgres", s.DSN},
 	}
+}
+
+// Statements reports the n statements of dsn's database that took the
+// server the most time since it started, one per line: calls, rows, total
+// and mean execution time, and the statement's start. It needs
+// pg_stat_statements loaded (BULWARK_PGTEST_STATEMENTS=1 for the private
+// server) and returns an error otherwise.
+func Statements(ctx context.Context, dsn string, n int) (string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", err
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return "", fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements JOIN pg_database d ON d.oid = dbid
+		WHERE d.datname = current_database() ORDER BY total_exec_time DESC LIMIT $1`, n)
+	if err != nil {
+		return "", fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%9s %10s %10s %9s  %s\n", "calls", "rows", "total ms", "µs/row", "statement")
+	for rows.Next() {
+		var calls, nrows int64
+		var total float64
+		var q string
+		if err := rows.Scan(&calls, &nrows, &total, &q); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%9d %10d %10.0f %9.2f  %s\n", calls, nrows, total, 1000*total/float64(max(1, nrows)), q)
+	}
+	return b.String(), rows.Err()
 }
