@@ -14,7 +14,9 @@ import (
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/export"
+	"github.com/bulwark-security/bulwark/internal/posture"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
 // TestExportsAPI: exports are created, read, updated, tested and deleted
@@ -177,4 +179,103 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestPostureExport: an export whose filter names kind posture receives,
+// for each posture report uploaded, the checks that newly fail and a
+// summary of the report — the first report all its failures, the next one
+// only the new one — while an alerts-only export receives none; on SQLite
+// and PostgreSQL, through the server's delivery workers to a real HTTP
+// receiver.
+func TestPostureExport(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.Name, func(t *testing.T) {
+			type got struct{ key, kind, title string }
+			var mu sync.Mutex
+			recv := map[string][]got{}
+			receiver := func(name string) *httptest.Server {
+				return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					var rec struct{ Kind, Title string }
+					_ = json.Unmarshal(body, &rec)
+					mu.Lock()
+					recv[name] = append(recv[name], got{r.Header.Get(export.HeaderIdemKey), rec.Kind, rec.Title})
+					mu.Unlock()
+				}))
+			}
+			postureRecv, alertRecv := receiver("posture"), receiver("alerts")
+			defer postureRecv.Close()
+			defer alertRecv.Close()
+			e := startEnv(t, be.DSN(t), Config{InsecureHTTP: true, Workers: 1, SweepInterval: -1, DBWatchInterval: -1})
+			for _, x := range []map[string]any{
+				{"name": "posture-siem", "type": "webhook", "url": postureRecv.URL, "filter": map[string]any{"kinds": []string{"posture"}},
+					"secrets": map[string]any{"hmac_key": "posture-export-hmac-key-0123456789"}},
+				{"name": "alerts-siem", "type": "webhook", "url": alertRecv.URL,
+					"secrets": map[string]any{"hmac_key": "alerts-export-hmac-key-0123456789"}},
+			} {
+				if st, b := e.do("POST", "/api/v1/exports", e.admin, x); st != http.StatusCreated {
+					t.Fatalf("create export: %d %s", st, b)
+				}
+			}
+			report := func(fail ...[2]int) json.RawMessage {
+				r := posture.Report{Catalogue: "test-1",
+					Controls: []posture.Control{{ID: "C-0001", Title: "Privileged container", Severity: vulndb.SeverityHigh},
+						{ID: "C-0002", Title: "No memory limit", Severity: vulndb.SeverityLow}},
+					Objects:    []posture.ObjectRef{{Kind: "Deployment", Namespace: "shop", Name: "web"}, {Kind: "Pod", Namespace: "ops", Name: "debug"}},
+					Frameworks: []posture.Score{{Name: posture.FrameworkAll, Score: 50}}}
+				for c := range 2 {
+					for o := range 2 {
+						st := posture.StatusPass
+						for _, f := range fail {
+							if f == [2]int{c, o} {
+								st = posture.StatusFail
+							}
+						}
+						r.Results = append(r.Results, posture.Result{Control: r.Controls[c].ID, Object: o, Status: st, Severity: r.Controls[c].Severity})
+					}
+				}
+				b, err := json.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			upload := func(rep json.RawMessage) int64 {
+				st, b := e.do("POST", "/api/v1/posture/reports", e.token(store.RoleCI), map[string]any{"target": "cluster", "name": "prod", "report": rep})
+				var v struct{ ID int64 }
+				if st != http.StatusCreated || json.Unmarshal(b, &v) != nil {
+					t.Fatalf("upload: %d %s", st, b)
+				}
+				return v.ID
+			}
+			id1 := upload(report([2]int{0, 0}, [2]int{1, 1}))
+			id2 := upload(report([2]int{0, 0}, [2]int{0, 1}))
+			want := []string{fmt.Sprintf("posture:%d:C-0001:Deployment/shop/web", id1), fmt.Sprintf("posture:%d:C-0002:Pod/ops/debug", id1),
+				fmt.Sprintf("posture:%d", id1), fmt.Sprintf("posture:%d:C-0001:Pod/ops/debug", id2), fmt.Sprintf("posture:%d", id2)}
+			waitFor(t, 20*time.Second, "five posture records", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(recv["posture"]) >= len(want)
+			})
+			time.Sleep(200 * time.Millisecond) // nothing more arrives
+			mu.Lock()
+			defer mu.Unlock()
+			var keys []string
+			for _, g := range recv["posture"] {
+				keys = append(keys, g.key)
+				if g.kind != "posture" {
+					t.Errorf("record %s: kind %q", g.key, g.kind)
+				}
+			}
+			if strings.Join(keys, " ") != strings.Join(want, " ") {
+				t.Errorf("posture export got\n%v\nwant\n%v", keys, want)
+			}
+			if last := recv["posture"][len(recv["posture"])-1]; !strings.Contains(last.title, "1 new failures, 1 resolved") {
+				t.Errorf("second summary: %q", last.title)
+			}
+			if len(recv["alerts"]) != 0 {
+				t.Errorf("the alerts-only export got %v", recv["alerts"])
+			}
+		})
+	}
 }

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/bulwark-security/bulwark/internal/export"
 	"github.com/bulwark-security/bulwark/internal/posture"
 	"github.com/bulwark-security/bulwark/internal/store"
 )
@@ -68,12 +71,49 @@ func (s *Server) postPostureReport(c *call) error {
 	if r.Summary, err = json.Marshal(postureSummary{Frameworks: rep.Frameworks, Namespaces: rep.Namespaces}); err != nil {
 		return err
 	}
-	saved, err := s.st.SavePostureReport(c.r.Context(), r)
+	var diff export.PostureDiff
+	exports, err := s.postureExports(c.r.Context(), &up, &rep, &diff)
 	if err != nil {
 		return err
 	}
-	c.audit("posture/"+up.Target+"/"+up.Name, map[string]any{"id": saved.ID, "objects": r.Objects, "failed": r.Failed, "score": r.Score})
+	saved, err := s.st.SavePostureReportExporting(c.r.Context(), r, exports)
+	if err != nil {
+		return err
+	}
+	c.audit("posture/"+up.Target+"/"+up.Name, map[string]any{"id": saved.ID, "objects": r.Objects, "failed": r.Failed, "score": r.Score,
+		"exported_new_failures": diff.Exported, "new_failures": diff.NewFailures, "resolved": diff.Resolved})
 	return c.JSON(http.StatusCreated, toPostureReport(saved))
+}
+
+// postureExports returns what makes a report's export records (see
+// export.PostureItems, which fills diff) when some enabled export takes
+// kind posture, else nil: then nothing is compared (the previous report of
+// a large cluster is megabytes to read). The report is compared with the
+// newest stored one of the same target and name; two uploads of one scope
+// at once may both be compared with the same previous report.
+func (s *Server) postureExports(ctx context.Context, up *postureUpload, rep *posture.Report, diff *export.PostureDiff) (func(int64, time.Time) ([]store.ExportItem, error), error) {
+	if take, err := s.st.ExportsTake(ctx, store.ExportKindPosture); err != nil || !take {
+		return nil, err
+	}
+	var prev *posture.Report
+	switch last, err := s.st.LatestPostureReport(ctx, up.Target, up.Name); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		prev = &posture.Report{}
+		if err := json.Unmarshal(last.Report, prev); err != nil {
+			// A stored report this version cannot read: every failure
+			// counts as new rather than none.
+			s.log.Warn("posture export: previous report unreadable, its failures are not subtracted", "report", last.ID, "err", err)
+			prev = nil
+		}
+	}
+	return func(id int64, at time.Time) ([]store.ExportItem, error) {
+		items, d, err := export.PostureItems(rep, prev, export.PostureScope{ReportID: id, At: at, Target: up.Target, Name: up.Name})
+		*diff = d
+		return items, err
+	}, nil
 }
 
 type postureSummary struct {

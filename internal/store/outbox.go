@@ -445,6 +445,22 @@ func (s *Store) EnqueueExports(ctx context.Context, items []ExportItem) (int, er
 	return n, nil
 }
 
+// ExportsTake reports whether some enabled export's filter takes records
+// of kind (whatever their severity, source or namespace): a caller can
+// skip building records no export would queue.
+func (s *Store) ExportsTake(ctx context.Context, kind string) (bool, error) {
+	exps, err := s.exportFilters(ctx, s.r)
+	if err != nil {
+		return false, s.wrapErr("export filters", err)
+	}
+	for _, e := range exps {
+		if (len(e.filter.Kinds) == 0 && kind == ExportKindAlert) || slices.Contains(e.filter.Kinds, kind) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // exportLogRows bounds one multi-row INSERT on SQLite (8 values a row:
 // 2,048 placeholders; a power of two for chunkSizes).
 const exportLogRows = 256
@@ -554,8 +570,8 @@ type exportFilterRow struct {
 // exportFilters reads the enabled exports' filters inside tx. It is one
 // small query per accepted batch; caching it would let another replica's
 // new export miss records.
-func (s *Store) exportFilters(ctx context.Context, tx *sql.Tx) ([]exportFilterRow, error) {
-	rows, err := s.query(ctx, tx, `SELECT id, min_severity, sources, namespaces, kinds FROM exports WHERE enabled = ?`, true)
+func (s *Store) exportFilters(ctx context.Context, q querier) ([]exportFilterRow, error) {
+	rows, err := s.query(ctx, q, `SELECT id, min_severity, sources, namespaces, kinds FROM exports WHERE enabled = ?`, true)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -34,6 +35,15 @@ var postureTargets = map[string]bool{"cluster": true, "manifests": true, "node":
 
 // SavePostureReport stores a report and returns it with its id and time.
 func (s *Store) SavePostureReport(ctx context.Context, r PostureReport) (*PostureReport, error) {
+	return s.SavePostureReportExporting(ctx, r, nil)
+}
+
+// SavePostureReportExporting stores a report as SavePostureReport does
+// and, when exports is not nil, queues the export records it makes from
+// the stored report's id and time in the same transaction: the report is
+// stored if and only if its records are in the export log (each enabled
+// export's filter then takes what it selects, as for alerts).
+func (s *Store) SavePostureReportExporting(ctx context.Context, r PostureReport, exports func(id int64, at time.Time) ([]ExportItem, error)) (*PostureReport, error) {
 	switch {
 	case !postureTargets[r.Target]:
 		return nil, fmt.Errorf("save posture report: %w", invalid("target %q (want cluster, manifests or node)", r.Target))
@@ -44,14 +54,38 @@ func (s *Store) SavePostureReport(ctx context.Context, r PostureReport) (*Postur
 	}
 	r.CreatedAt = s.now()
 	blob := s.zenc.EncodeAll(r.Report, make([]byte, 0, len(r.Report)/8))
-	err := s.queryRow(ctx, s.w, `INSERT INTO posture_reports (target, name, catalogue_version, uploaded_by, created_at, score,
-		objects, passed, failed, skipped, summary, report_encoding, report) VALUES (`+placeholders(13)+`) RETURNING id`,
-		r.Target, r.Name, r.Catalogue, r.UploadedBy, s.ts(r.CreatedAt), r.Score, r.Objects, r.Passed, r.Failed, r.Skipped,
-		string(r.Summary), postureEncoding, blob).Scan(&r.ID)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.queryRow(ctx, tx, `INSERT INTO posture_reports (target, name, catalogue_version, uploaded_by, created_at, score,
+			objects, passed, failed, skipped, summary, report_encoding, report) VALUES (`+placeholders(13)+`) RETURNING id`,
+			r.Target, r.Name, r.Catalogue, r.UploadedBy, s.ts(r.CreatedAt), r.Score, r.Objects, r.Passed, r.Failed, r.Skipped,
+			string(r.Summary), postureEncoding, blob).Scan(&r.ID)
+		if err != nil || exports == nil {
+			return err
+		}
+		items, err := exports(r.ID, r.CreatedAt)
+		if err != nil {
+			return err
+		}
+		_, err = s.enqueueExports(ctx, tx, items, false)
+		return err
+	})
 	if err != nil {
 		return nil, s.wrapErr("save posture report", err)
 	}
 	return &r, nil
+}
+
+// LatestPostureReport returns the newest report of a target and name with
+// its full JSON (ErrNotFound when there is none): what a new report of the
+// same scope is compared with.
+func (s *Store) LatestPostureReport(ctx context.Context, target, name string) (*PostureReport, error) {
+	var id int64
+	err := s.queryRow(ctx, s.r, `SELECT id FROM posture_reports WHERE target = ? AND name = ? ORDER BY created_at DESC, id DESC LIMIT 1`,
+		target, name).Scan(&id)
+	if err != nil {
+		return nil, s.wrapErr("latest posture report "+target+"/"+name, err)
+	}
+	return s.GetPostureReport(ctx, id)
 }
 
 const postureCols = `id, target, name, catalogue_version, uploaded_by, created_at, score, objects, passed, failed, skipped, summary`

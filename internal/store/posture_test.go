@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-security/bulwark/internal/alerts"
 )
 
 func TestPostureReports(t *testing.T) {
@@ -62,6 +65,68 @@ func TestPostureReports(t *testing.T) {
 		}
 		if _, err := s.GetPostureReport(ctx, 999999); !errors.Is(err, ErrNotFound) {
 			t.Errorf("missing: %v", err)
+		}
+	})
+}
+
+// TestPostureReportExports: the records a report makes are queued in the
+// transaction that stores it — for an export taking kind posture only —
+// and a report whose records cannot be made is not stored either.
+func TestPostureReportExports(t *testing.T) {
+	ctx := context.Background()
+	forEach(t, func(t *testing.T, s *Store) {
+		report := json.RawMessage(`{"catalogueVersion":"2026.1"}`)
+		r := PostureReport{Target: "cluster", Name: "prod", Catalogue: "2026.1", Report: report, Summary: json.RawMessage(`{}`)}
+		items := func(id int64, at time.Time) ([]ExportItem, error) {
+			return []ExportItem{{Kind: ExportKindPosture, Key: fmt.Sprintf("posture:%d", id), Source: "posture",
+				Severity: alerts.SeverityHigh, Payload: json.RawMessage(fmt.Sprintf(`{"kind":"posture","id":"posture:%d"}`, id))}}, nil
+		}
+		if take, err := s.ExportsTake(ctx, ExportKindPosture); err != nil || take {
+			t.Fatalf("no export yet takes posture: %v %v", take, err)
+		}
+		alertsOnly, err := s.CreateExport(ctx, Export{Name: "alerts", Type: "webhook", Enabled: true, Config: json.RawMessage(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if take, _ := s.ExportsTake(ctx, ExportKindAlert); !take {
+			t.Error("an export without kinds takes alerts")
+		}
+		if take, _ := s.ExportsTake(ctx, ExportKindPosture); take {
+			t.Error("an export without kinds takes posture")
+		}
+		exp, err := s.CreateExport(ctx, Export{Name: "posture", Type: "webhook", Enabled: true, Config: json.RawMessage(`{}`),
+			Filter: ExportFilter{Kinds: []string{ExportKindPosture}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if take, _ := s.ExportsTake(ctx, ExportKindPosture); !take {
+			t.Fatal("the posture export is not seen")
+		}
+		saved, err := s.SavePostureReportExporting(ctx, r, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _, err := s.LeaseExportBatch(ctx, exp.ID, "w", 10, time.Minute)
+		if err != nil || len(recs) != 1 || recs[0].Key != fmt.Sprintf("posture:%d", saved.ID) {
+			t.Fatalf("posture export's log: %+v %v", recs, err)
+		}
+		if recs, _, err := s.LeaseExportBatch(ctx, alertsOnly.ID, "w", 10, time.Minute); err != nil || len(recs) != 0 {
+			t.Errorf("alerts-only export's log: %+v %v", recs, err)
+		}
+		last, err := s.LatestPostureReport(ctx, "cluster", "prod")
+		if err != nil || last.ID != saved.ID || string(last.Report) != string(report) {
+			t.Fatalf("latest: %+v %v", last, err)
+		}
+		if _, err := s.LatestPostureReport(ctx, "cluster", "staging"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("latest of a scope never reported: %v", err)
+		}
+		// Records that cannot be made: nothing is stored.
+		boom := errors.New("boom")
+		if _, err := s.SavePostureReportExporting(ctx, r, func(int64, time.Time) ([]ExportItem, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("failing records: %v", err)
+		}
+		if _, total, _ := s.ListPostureReports(ctx, PostureFilter{}, Page{}); total != 1 {
+			t.Errorf("%d reports stored, want 1 (the failed one rolled back)", total)
 		}
 	})
 }
