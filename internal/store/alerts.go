@@ -334,7 +334,7 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 				g.maxSeverity = max(g.maxSeverity, a.Severity)
 			}
 			g.count++
-			tk := timelineKey{a.Time.Unix() / 60, a.Source, a.Severity}
+			tk := timelineKey{timelineTime(a.Time, now).Unix() / 60, a.Source, a.Severity}
 			tc := timeline[tk]
 			if tc == nil {
 				tc = new([2]int64)
@@ -1182,6 +1182,24 @@ func (b TimelineBucket) Total() int64 {
 		n += c
 	}
 	return n
+}
+
+// timelineClockAhead is how far a sender's clock may run ahead of
+// central's before its alerts' times are not believed for the timeline.
+const timelineClockAhead = 5 * time.Minute
+
+// timelineTime is the time an occurrence is counted at in the timeline:
+// the sender's (at), the time of the event, unless it is more than
+// timelineClockAhead after central received it (now) — a sender whose
+// clock runs ahead would otherwise put its alerts in buckets the chart
+// shows only once that future arrives (or, for a wrong year, never); they
+// are counted when received instead. Times in the past are kept: a sender
+// that buffered through an outage reports when things happened.
+func timelineTime(at, now time.Time) time.Time {
+	if at.After(now.Add(timelineClockAhead)) {
+		return now
+	}
+	return at
 }
 
 // AlertTimeline counts alert occurrences in [since, until) per bucket

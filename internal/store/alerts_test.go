@@ -182,6 +182,21 @@ func TestIngestAlerts(t *testing.T) {
 		if tl, _ := s.AlertTimeline(ctx, t0, t0.Add(time.Hour), time.Hour, alerts.SourceAudit); tl[0].Total() != int64(rep.BySource[alerts.SourceAudit].Duplicates) {
 			t.Errorf("audit timeline = %d, want %d", tl[0].Total(), rep.BySource[alerts.SourceAudit].Duplicates)
 		}
+		// A sender whose clock runs a day ahead is counted when received;
+		// one a minute ahead (within the tolerance) at its own time.
+		recv := time.Now().UTC().Truncate(time.Minute)
+		ahead := []AlertIn{genAlert(t, rules, 0, 4, recv.Add(24*time.Hour)), genAlert(t, rules, 1, 4, recv.Add(time.Minute))}
+		ahead[0].ID, ahead[1].ID = "clock-ahead-day", "clock-ahead-minute"
+		if rep, err := s.IngestAlertBatch(ctx, ahead); err != nil || rep.Accepted != 2 {
+			t.Fatalf("ingest clock-ahead alerts: %+v %v", rep, err)
+		}
+		if tl, err := s.AlertTimeline(ctx, recv.Add(-10*time.Minute), recv.Add(20*time.Minute), 10*time.Minute, ""); err != nil ||
+			tl[1].Total()+tl[2].Total() != 2 {
+			t.Errorf("timeline around reception: %+v %v (want both clock-ahead alerts)", tl, err)
+		}
+		if tl, _ := s.AlertTimeline(ctx, recv.Add(23*time.Hour), recv.Add(25*time.Hour), time.Hour, ""); tl[0].Total()+tl[1].Total() != 0 {
+			t.Errorf("the day-ahead alert is counted in the future: %+v", tl)
+		}
 		for _, bad := range []struct {
 			bucket time.Duration
 			until  time.Time
