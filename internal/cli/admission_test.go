@@ -75,6 +75,60 @@ func TestPolicyTestCommand(t *testing.T) {
 	}
 }
 
+// TestPolicyTestNamespaceContext: Namespace objects among the manifests
+// give namespace selectors and CEL's namespaceObject their labels, as the
+// API server gives them to the webhook; without one the selector matches.
+func TestPolicyTestNamespaceContext(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "owner.yaml")
+	if err := os.WriteFile(pol, []byte(`apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: prod-owner}
+spec:
+  mode: deny
+  scope:
+    namespaceSelector: {matchLabels: {env: prod}}
+  rules:
+    - name: owner-label
+      expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
+      message: "production workloads need an owner label"
+    - name: namespace-tier
+      expression: "namespaceObject == null || !has(namespaceObject.metadata.labels) || !('tier' in namespaceObject.metadata.labels) || namespaceObject.metadata.labels.tier != 'frozen'"
+      message: "the namespace is frozen"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deploy := policyTestdata(t, "manifests", "compliant.yaml") // namespace prod-shop, no owner label
+	ns := func(labels string) string {
+		p := filepath.Join(t.TempDir(), "ns.yaml")
+		if err := os.WriteFile(p, []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod-shop\n  labels: "+labels+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Namespace unknown: the selector matches, the owner rule denies.
+	r := run(t, "policy", "test", "-f", pol, deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "owner-label") {
+		t.Errorf("unknown namespace:\n%s", r.stdout)
+	}
+	// A staging namespace: the policy does not apply.
+	r = run(t, "policy", "test", "-f", pol, ns("{env: staging}"), deploy).want(t, ExitOK)
+	if strings.Contains(r.stdout, "Namespace") && strings.Contains(r.stdout, "not a workload") {
+		t.Errorf("the Namespace object is listed as skipped:\n%s", r.stdout)
+	}
+	// A production namespace: it applies again, and CEL sees its labels.
+	r = run(t, "policy", "test", "-f", pol, ns("{env: prod, tier: frozen}"), deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "owner-label") || !strings.Contains(r.stdout, "namespace is frozen") {
+		t.Errorf("production namespace:\n%s", r.stdout)
+	}
+	// As kubectl get namespaces -o yaml writes them: a List.
+	list := filepath.Join(t.TempDir(), "list.yaml")
+	if err := os.WriteFile(list, []byte("apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: prod-shop, labels: {env: dev}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "policy", "test", "-f", pol, list, deploy).want(t, ExitOK)
+}
+
 func TestScanImagePolicyGate(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, spec string) string {

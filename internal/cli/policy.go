@@ -23,7 +23,8 @@ func (a *app) policyCmd() *cobra.Command {
 		Use:   "policy",
 		Short: "Apply Bulwark's deployment policies in a pipeline (the admission webhook's verdict, before deploying)",
 		Example: `  bulwark policy test -f policies/ deploy/
-  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -`,
+  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -
+  kubectl get namespaces -o yaml > ns.yaml && bulwark policy test -f policies/ ns.yaml deploy/`,
 	}
 	cmd.AddCommand(a.policyTestCmd())
 	return cmd
@@ -61,7 +62,10 @@ Without --server, vulnerability rules see every image as unavailable: they
 are violations unless --fail-open is given (then a note).
 
 A manifest without metadata.namespace is judged in --namespace. Namespace
-selectors match (the namespace's labels are not known offline).
+objects among the manifests give their namespaces' labels to namespace
+selectors and to CEL's namespaceObject, as the API server gives them to the
+webhook (add the cluster's: kubectl get namespaces -o yaml > ns.yaml); for a
+namespace not among them, namespace selectors match.
 
 Exit codes: 0 every object admitted (warn and audit included), 1 an object
 would be denied, 2 error (unreadable input, invalid policy).`,
@@ -167,8 +171,18 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	for _, k := range policy.Kinds() {
 		kinds[k] = true
 	}
+	// Namespace objects are the context of the workloads in them.
+	namespaces := map[string]*corev1.Namespace{}
+	for i := range in.Objects {
+		if n, ok := in.Objects[i].Typed.(*corev1.Namespace); ok {
+			namespaces[n.Name] = n
+		}
+	}
 	for i := range in.Objects {
 		o := &in.Objects[i]
+		if _, ok := o.Typed.(*corev1.Namespace); ok {
+			continue
+		}
 		if o.Typed == nil || !kinds[o.Ref.Kind] {
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s:%d: %s/%s: not a workload", o.Ref.Source, o.Ref.Line, o.Ref.Kind, o.Ref.Name))
 			continue
@@ -178,7 +192,7 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 			ns = namespace
 		}
 		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
-			User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
+			NamespaceObject: namespaces[ns], User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
 		d := set.Evaluate(ctx, req)
 		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
 	}
