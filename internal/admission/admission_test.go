@@ -46,6 +46,12 @@ type webhook struct {
 
 func startWebhook(t testing.TB, cfg Config, pol PolicySource, c *central, failOpen bool) *webhook {
 	t.Helper()
+	return startWebhookWith(t, cfg, pol, c, failOpen, nil)
+}
+
+// startWebhookWith is startWebhook with more dependencies set by deps.
+func startWebhookWith(t testing.TB, cfg Config, pol PolicySource, c *central, failOpen bool, deps func(*Deps)) *webhook {
+	t.Helper()
 	m := NewMetrics(nil)
 	certs, err := NewCerts(CertConfig{Dir: t.TempDir(), IPs: []net.IP{net.ParseIP("127.0.0.1")}}, slog.New(slog.DiscardHandler), m)
 	if err != nil {
@@ -66,7 +72,11 @@ func startWebhook(t testing.TB, cfg Config, pol PolicySource, c *central, failOp
 		cfg.Listen = "127.0.0.1:0"
 	}
 	cfg.FailOpen = failOpen
-	srv, err := New(cfg, Deps{Policies: pol, Images: images, Recorder: rec, Certs: certs, Metrics: m})
+	d := Deps{Policies: pol, Images: images, Recorder: rec, Certs: certs, Metrics: m}
+	if deps != nil {
+		deps(&d)
+	}
+	srv, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}

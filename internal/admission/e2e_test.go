@@ -147,3 +147,82 @@ func TestEndToEndKubeAPIServer(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestParamRefKubeAPIServer: a policy's custom rules read their params
+// from a ConfigMap in Bulwark's namespace through a real kube-apiserver
+// (ClientConfigMaps): the API server's admissions follow the ConfigMap as
+// it is created and changed, a ConfigMap elsewhere is not read, and a
+// missing one denies with what to do.
+func TestParamRefKubeAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	cluster := k8stest.Start(t, k8stest.Options{})
+	ctx := context.Background()
+	for _, ns := range []string{"bulwark", "prod", "elsewhere"} {
+		cluster.Namespace(t, ns)
+	}
+	pol := loadPolicies(t, policyDoc("registries", `  mode: deny
+  scope: {namespaces: [prod]}
+  paramRef: {name: allowed-registries}
+  rules:
+    - name: registry
+      expression: "object.spec.containers.all(c, params.registries.split(',').exists(r, c.image.startsWith(r + '/')))"
+      messageExpression: "'images must come from ' + params.registries"`))
+	params := NewClientConfigMaps(cluster.Client, "bulwark", 50*time.Millisecond)
+	w := startWebhookWith(t, Config{Cluster: "e2e"}, pol, nil, false, func(d *Deps) { d.Params = params })
+	cfg, err := WebhookConfiguration(InstallOptions{URL: w.URL, CABundle: w.Certs.CABundle(), FailurePolicy: "Fail",
+		ExcludeNamespaces: []string{"kube-system", "bulwark"}, TimeoutSeconds: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(ctx, cluster.Client, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pods := cluster.Client.CoreV1().Pods("prod")
+	create := func(name, img string) error {
+		_, err := pods.Create(ctx, pod(name, img), metav1.CreateOptions{})
+		if err == nil {
+			_ = pods.Delete(ctx, name, metav1.DeleteOptions{})
+		}
+		return err
+	}
+	// No ConfigMap yet: denied, saying which one to create.
+	var last error
+	waitFor(t, 30*time.Second, func() bool {
+		last = create("p0", "registry.example.com/app:1")
+		return last != nil && strings.Contains(last.Error(), "denied the request")
+	})
+	if !strings.Contains(last.Error(), "ConfigMap allowed-registries in Bulwark's namespace") || !strings.Contains(last.Error(), "create ConfigMap allowed-registries") {
+		t.Errorf("missing ConfigMap: %v", last)
+	}
+	// One of that name in another namespace is not read.
+	cms := func(ns string) interface {
+		Create(context.Context, *corev1.ConfigMap, metav1.CreateOptions) (*corev1.ConfigMap, error)
+		Update(context.Context, *corev1.ConfigMap, metav1.UpdateOptions) (*corev1.ConfigMap, error)
+	} {
+		return cluster.Client.CoreV1().ConfigMaps(ns)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "allowed-registries"}, Data: map[string]string{"registries": "registry.example.com"}}
+	if _, err := cms("elsewhere").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past the cache's TTL
+	if err := create("p1", "registry.example.com/app:1"); err == nil || !strings.Contains(err.Error(), "do not exist") {
+		t.Errorf("a ConfigMap in another namespace was read: %v", err)
+	}
+	// Created in Bulwark's namespace: its registries are the params.
+	if _, err := cms("bulwark").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return create("p2", "registry.example.com/app:1") == nil })
+	if err := create("p3", "docker.io/library/nginx:1.27"); err == nil || !strings.Contains(err.Error(), "images must come from registry.example.com") {
+		t.Errorf("image from another registry: %v", err)
+	}
+	// Changed: the next admissions follow it.
+	cm.Data["registries"] = "registry.example.com,docker.io"
+	if _, err := cms("bulwark").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return create("p4", "docker.io/library/nginx:1.27") == nil })
+}

@@ -65,6 +65,9 @@ type Deps struct {
 	Images policy.ImageSource
 	// Namespaces may be nil (namespace selectors then match).
 	Namespaces NamespaceGetter
+	// Params reads the ConfigMaps policies name in spec.paramRef (a
+	// *ClientConfigMaps in production); nil: those rules deny.
+	Params policy.ParamSource
 	// Recorder may be nil (no records sent).
 	Recorder *Recorder
 	// Certs serves TLS; nil serves plain HTTP (tests of the handler only).
@@ -229,7 +232,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	case req.Operation == "DELETE":
 		d = policy.Decision{Allowed: true, Verdict: policy.VerdictAllow, PolicyVersion: set.Version()}
 	default:
-		req.Images, req.FailOpen = s.deps.Images, s.cfg.FailOpen
+		req.Images, req.FailOpen, req.Params = s.deps.Images, s.cfg.FailOpen, s.deps.Params
 		if s.deps.Namespaces != nil && req.Namespace != "" {
 			if ns, err := s.deps.Namespaces.Namespace(ctx, req.Namespace); err == nil {
 				req.NamespaceObject = ns

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -87,6 +88,7 @@ type admissionServeFlags struct {
 	cacheTTL, staleTTL                       time.Duration
 	kubeconfig, kubeContext                  string
 	noNamespaces                             bool
+	paramsNamespace                          string
 	insecureRegistries                       []string
 	recordAllowed                            bool
 	maxBody                                  int64
@@ -166,7 +168,9 @@ its CPU limit for more reviews per second than one CPU carries).`,
 	fl.DurationVar(&f.staleTTL, "stale-ttl", 24*time.Hour, "how long a cached verdict may be used while central is unreachable")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for namespace lookups (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
 	fl.StringVar(&f.kubeContext, "context", "", "kubeconfig context")
-	fl.BoolVar(&f.noNamespaces, "no-namespace-lookup", false, "do not read namespaces (namespace selectors then always match)")
+	fl.BoolVar(&f.noNamespaces, "no-namespace-lookup", false, "do not read namespaces or ConfigMaps (namespace selectors then always match; paramRef rules deny)")
+	fl.StringVar(&f.paramsNamespace, "params-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "bulwark"),
+		"namespace of the ConfigMaps policies name in spec.paramRef (default $POD_NAMESPACE, else bulwark)")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry host reached over plain HTTP for tag resolution (tests only)")
 	fl.BoolVar(&f.recordAllowed, "record-allowed", false, "also send plain allows to central (default: only decisions with violations, exemptions or notes)")
 	fl.Int64Var(&f.maxBody, "max-body-bytes", 8<<20, "largest AdmissionReview accepted")
@@ -240,9 +244,10 @@ func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) err
 	if !f.noNamespaces {
 		kc, err := kubeClient(f.kubeconfig, f.kubeContext)
 		if err != nil {
-			log.Warn("namespace lookups disabled: no Kubernetes client (namespace selectors always match)", "err", err)
+			log.Warn("namespace and ConfigMap lookups disabled: no Kubernetes client (namespace selectors always match, paramRef rules deny)", "err", err)
 		} else {
 			deps.Namespaces = admission.NewClientNamespaces(kc, 0)
+			deps.Params = admission.NewClientConfigMaps(kc, f.paramsNamespace, 0)
 		}
 	}
 	srv, err := admission.New(admission.Config{Listen: f.listen, FailOpen: f.failOpen, Cluster: f.cluster, MaxBodyBytes: f.maxBody}, deps)

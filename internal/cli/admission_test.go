@@ -129,6 +129,49 @@ spec:
 	run(t, "policy", "test", "-f", pol, list, deploy).want(t, ExitOK)
 }
 
+// TestPolicyTestParamRef: ConfigMaps among the manifests in the params
+// namespace are the params of paramRef policies in the pipeline gate, as
+// the webhook reads them from its own namespace.
+func TestPolicyTestParamRef(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pol := write("pol.yaml", `apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: teams}
+spec:
+  mode: deny
+  paramRef: {name: teams}
+  rules:
+    - name: team
+      expression: "has(object.metadata.labels) && object.metadata.labels.team in params.allowed.split(',')"
+      messageExpression: "'team must be one of ' + params.allowed"
+`)
+	deploy := policyTestdata(t, "manifests", "compliant.yaml") // team: shop
+	cm := func(ns, allowed string) string {
+		return write(ns+allowed+".yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: teams, namespace: "+ns+"}\ndata: {allowed: \""+allowed+"\"}\n")
+	}
+	// Without the ConfigMap: denied, naming it.
+	r := run(t, "policy", "test", "-f", pol, deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "ConfigMap teams") {
+		t.Errorf("no ConfigMap:\n%s", r.stdout)
+	}
+	run(t, "policy", "test", "-f", pol, cm("bulwark", "shop,search"), deploy).want(t, ExitOK)
+	r = run(t, "policy", "test", "-f", pol, cm("bulwark", "search"), deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "team must be one of search") {
+		t.Errorf("other teams:\n%s", r.stdout)
+	}
+	// Another namespace's ConfigMap is not the webhook's: not read, unless
+	// that is the params namespace.
+	run(t, "policy", "test", "-f", pol, cm("apps", "shop"), deploy).want(t, ExitPolicyFailed)
+	run(t, "policy", "test", "-f", pol, "--params-namespace", "apps", cm("apps", "shop"), deploy).want(t, ExitOK)
+}
+
 func TestScanImagePolicyGate(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, spec string) string {

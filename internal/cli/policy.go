@@ -46,7 +46,7 @@ func loadPolicySet(ctx context.Context, paths []string) (*policy.Set, error) {
 
 func (a *app) policyTestCmd() *cobra.Command {
 	var files []string
-	var format, output, namespace, server, token, serverCA string
+	var format, output, namespace, paramsNamespace, server, token, serverCA string
 	var failOpen bool
 	cmd := &cobra.Command{
 		Use:   "test -f POLICY MANIFEST...",
@@ -65,7 +65,10 @@ A manifest without metadata.namespace is judged in --namespace. Namespace
 objects among the manifests give their namespaces' labels to namespace
 selectors and to CEL's namespaceObject, as the API server gives them to the
 webhook (add the cluster's: kubectl get namespaces -o yaml > ns.yaml); for a
-namespace not among them, namespace selectors match.
+namespace not among them, namespace selectors match. ConfigMaps among the
+manifests in --params-namespace (or without a namespace) are the params of
+policies whose spec.paramRef names them, as the webhook reads them from its
+own namespace.
 
 Exit codes: 0 every object admitted (warn and audit included), 1 an object
 would be denied, 2 error (unreadable input, invalid policy).`,
@@ -90,7 +93,7 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 				}
 				images = im
 			}
-			rep, err := testManifests(ctx, set, args, a.env.Stdin, namespace, images, failOpen)
+			rep, err := testManifests(ctx, set, args, a.env.Stdin, namespace, paramsNamespace, images, failOpen)
 			if err != nil {
 				return err
 			}
@@ -121,6 +124,7 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 	fl.StringVar(&format, "format", "table", "output format: "+strings.Join(policy.Formats, ", "))
 	fl.StringVarP(&output, "output", "o", "", "write the report to this file instead of stdout")
 	fl.StringVar(&namespace, "namespace", "default", "namespace of manifests that do not set one")
+	fl.StringVar(&paramsNamespace, "params-namespace", "bulwark", "namespace of the ConfigMaps policies name in spec.paramRef (the webhook's)")
 	fl.StringVar(&server, "server", "", "central (https://host:8443) to read image findings from")
 	fl.StringVar(&token, "token", "", "API token for --server, role agent or analyst (env BULWARK_TOKEN)")
 	fl.StringVar(&serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
@@ -131,7 +135,7 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 
 // testManifests decodes manifests with posture's decoder and judges every
 // workload as a CREATE.
-func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin io.Reader, namespace string,
+func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin io.Reader, namespace, paramsNamespace string,
 	images policy.ImageSource, failOpen bool) (*policy.Report, error) {
 	dec, err := posture.NewDecoder(posture.Limits{})
 	if err != nil {
@@ -171,16 +175,26 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	for _, k := range policy.Kinds() {
 		kinds[k] = true
 	}
-	// Namespace objects are the context of the workloads in them.
+	// Namespace objects are the context of the workloads in them;
+	// ConfigMaps in the params namespace the params of paramRef policies.
 	namespaces := map[string]*corev1.Namespace{}
+	params := policy.StaticParams{}
+	used := map[*posture.Object]bool{}
 	for i := range in.Objects {
-		if n, ok := in.Objects[i].Typed.(*corev1.Namespace); ok {
-			namespaces[n.Name] = n
+		switch o := in.Objects[i].Typed.(type) {
+		case *corev1.Namespace:
+			namespaces[o.Name] = o
+			used[&in.Objects[i]] = true
+		case *corev1.ConfigMap:
+			if o.Namespace == "" || o.Namespace == paramsNamespace {
+				params[o.Name] = o.Data
+				used[&in.Objects[i]] = true
+			}
 		}
 	}
 	for i := range in.Objects {
 		o := &in.Objects[i]
-		if _, ok := o.Typed.(*corev1.Namespace); ok {
+		if used[o] {
 			continue
 		}
 		if o.Typed == nil || !kinds[o.Ref.Kind] {
@@ -192,7 +206,7 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 			ns = namespace
 		}
 		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
-			NamespaceObject: namespaces[ns], User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
+			NamespaceObject: namespaces[ns], Params: params, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
 		d := set.Evaluate(ctx, req)
 		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"reflect"
@@ -201,6 +202,9 @@ func (s *Set) groupRules() {
 			}
 			src := r.expr.String()
 			r.group = -1
+			if r.paramRef != "" { // params known per request only: not shared
+				continue
+			}
 			for _, g := range byExpr[src] {
 				if reflect.DeepEqual(g.params, r.params) {
 					r.group = g.id
@@ -369,7 +373,8 @@ type evaluation struct {
 	images  map[string]imageAnswer
 	celVars *celeval.Vars
 	celErr  error
-	cel     []celResult // by rule group
+	cel     []celResult           // by rule group
+	params  map[string]paramEntry // paramRef ConfigMaps read, by name
 	// release returns the CEL variables' maps to the set's pool once the
 	// evaluation is over (nothing in a Decision refers to them).
 	release []func()
@@ -967,6 +972,21 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 	shared, err := ev.vars()
 	vars := *shared // the request's variables with this policy's params
 	vars.Params = r.params
+	if r.paramRef != "" && err == nil {
+		var found bool
+		vars.Params, found, err = ev.paramData(ctx, r.paramRef)
+		switch {
+		case err != nil:
+			v.Message = fmt.Sprintf("custom rule %s: its params (ConfigMap %s) could not be read: %v", r.name, r.paramRef, err)
+			return v, true
+		case !found && r.paramNotFoundAllow:
+			return v, false
+		case !found:
+			v.Message = fmt.Sprintf("custom rule %s: its params (ConfigMap %s in Bulwark's namespace) do not exist", r.name, r.paramRef)
+			v.Fix = "create ConfigMap " + r.paramRef + " in Bulwark's namespace, or set paramRef.notFound: allow"
+			return v, true
+		}
+	}
 	if err == nil {
 		var ok bool
 		ok, err = ev.evalRule(ctx, r, vars)
@@ -985,6 +1005,39 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 		}
 	}
 	return v, true
+}
+
+// paramData reads a paramRef's ConfigMap once per request (rules of one
+// policy share it) as CEL's params: the data mapping, strings by key.
+func (ev *evaluation) paramData(ctx context.Context, name string) (any, bool, error) {
+	if p, ok := ev.params[name]; ok {
+		return p.data, p.found, p.err
+	}
+	var p paramEntry
+	if ev.req.Params == nil {
+		p.err = errors.New("no ConfigMap source (the webhook has no Kubernetes client)")
+	} else {
+		var data map[string]string
+		data, p.found, p.err = ev.req.Params.ConfigMapData(ctx, name)
+		if p.found && p.err == nil {
+			m := make(map[string]any, len(data))
+			for k, v := range data {
+				m[k] = v
+			}
+			p.data = m
+		}
+	}
+	if ev.params == nil {
+		ev.params = map[string]paramEntry{}
+	}
+	ev.params[name] = p
+	return p.data, p.found, p.err
+}
+
+type paramEntry struct {
+	data  any
+	found bool
+	err   error
 }
 
 // celResult is the outcome of one rule group's expression in a request.

@@ -84,6 +84,17 @@ type specYAML struct {
 	// strict decode checks every other field and leaves this one free.
 	// (A yaml.Node value: a *yaml.Node would be decoded into as a struct.)
 	Params yaml.Node `yaml:"params"`
+	// ParamRef names a ConfigMap in Bulwark's namespace whose data the
+	// custom rules see as params instead (ValidatingAdmissionPolicy's
+	// paramRef), read when a request is judged.
+	ParamRef *paramRefYAML `yaml:"paramRef"`
+}
+
+type paramRefYAML struct {
+	Name string `yaml:"name"`
+	// NotFound: deny (default) or allow, when the ConfigMap does not exist
+	// (ValidatingAdmissionPolicy's parameterNotFoundAction).
+	NotFound string `yaml:"notFound"`
 }
 
 type scopeYAML struct {
@@ -699,6 +710,26 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 			bad("params without rules: only custom rules see params", "params")
 		}
 	}
+	var paramRef string
+	var paramAllow bool
+	if pr := s.ParamRef; pr != nil {
+		paramRef = pr.Name
+		switch {
+		case s.Params.Kind != 0:
+			bad("params and paramRef: set one (inline params, or a ConfigMap's data)", "paramRef")
+		case !nameRE.MatchString(pr.Name):
+			bad(fmt.Sprintf("paramRef.name %q: want a ConfigMap name (lower case letters, digits, '-' and '.')", pr.Name), "paramRef", "name")
+		case len(s.Rules) == 0:
+			bad("paramRef without rules: only custom rules see params", "paramRef")
+		}
+		switch pr.NotFound {
+		case "", "deny":
+		case "allow":
+			paramAllow = true
+		default:
+			bad(fmt.Sprintf("paramRef.notFound %q: want deny or allow", pr.NotFound), "paramRef", "notFound")
+		}
+	}
 	names := map[string]bool{}
 	for i, c := range s.Rules {
 		if !nameRE.MatchString(c.Name) {
@@ -712,7 +743,8 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 			bad("custom CEL rules are not available in this build", "rules", i)
 			continue
 		}
-		r := celRule{name: c.Name, message: c.Message, fix: c.Fix, severity: vulndb.SeverityMedium, params: params, group: -1}
+		r := celRule{name: c.Name, message: c.Message, fix: c.Fix, severity: vulndb.SeverityMedium, params: params, group: -1,
+			paramRef: paramRef, paramNotFoundAllow: paramAllow}
 		if c.Severity != "" {
 			sev, err := vulndb.ParseSeverity(c.Severity)
 			if err != nil || sev == vulndb.SeverityUnknown {

@@ -179,8 +179,13 @@ type celRule struct {
 	// params is the policy's spec.params (JSON-shaped; nil: CEL null).
 	params any
 	// group numbers the rule's (expression, params) pair in its Set
-	// (see Set.groupRules); -1 outside a Set.
+	// (see Set.groupRules); -1 outside a Set or with a paramRef.
 	group int
+	// paramRef names the ConfigMap (in Bulwark's namespace) whose data
+	// are params, read per request through Request.Params; when it does
+	// not exist the rule is a violation unless paramNotFoundAllow.
+	paramRef           string
+	paramNotFoundAllow bool
 }
 
 type connectRule struct {

@@ -355,6 +355,104 @@ func TestCELParams(t *testing.T) {
 	}
 }
 
+// TestCELParamRef: spec.paramRef's ConfigMap data is what custom rules
+// see as params, read per request (a changed ConfigMap changes the next
+// verdict, shared by the policy's rules); a missing one denies unless
+// notFound is allow, one that cannot be read denies with the reason.
+func TestCELParamRef(t *testing.T) {
+	l := newTestLoader(t)
+	set := loadYAML(t, l, policyDoc("limits", `  mode: deny
+  paramRef: {name: team-limits}
+  rules:
+    - name: replicas
+      expression: "int(params.maxReplicas) >= object.spec.replicas"
+      messageExpression: "'at most ' + params.maxReplicas + ' replicas'"
+    - name: team
+      expression: "has(object.metadata.labels) && object.metadata.labels.team in params.teams.split(',')"`)+
+		policyDoc("optional", `  mode: deny
+  paramRef: {name: optional-limits, notFound: allow}
+  rules:
+    - name: never
+      expression: "params.never == 'yes'"`)+
+		policyDoc("inline", `  mode: deny
+  params: {maxReplicas: 3}
+  rules:
+    - name: replicas
+      expression: "int(params.maxReplicas) >= object.spec.replicas"`))
+	dep := func(team string, replicas int, params ParamSource) *Request {
+		raw := []byte(fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"w","labels":{"team":%q}},"spec":{"replicas":%d,"template":{"spec":{"containers":[{"name":"a","image":"registry.example.com/web:1"}]}}}}`, team, replicas))
+		obj, err := DecodeObject("Deployment", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{Operation: "CREATE", Kind: "Deployment", Namespace: "n", Name: "w", Object: obj, ObjectJSON: raw, Params: params}
+	}
+	limits := StaticParams{"team-limits": {"maxReplicas": "3", "teams": "shop,search"}}
+	cases := []struct {
+		name string
+		req  *Request
+		want []string
+	}{
+		{"within", dep("shop", 3, limits), []string{"verdict=allow"}},
+		{"over", dep("ads", 4, limits), []string{"verdict=deny", "inline deny cel:replicas replicas ", "limits deny cel:replicas replicas ", "limits deny cel:team team "}},
+		{"raised", dep("ads", 4, StaticParams{"team-limits": {"maxReplicas": "5", "teams": "ads"}}), []string{"verdict=deny", "inline deny cel:replicas replicas "}},
+		{"missing", dep("shop", 3, StaticParams{}), []string{"verdict=deny", "limits deny cel:replicas replicas ", "limits deny cel:team team "}},
+		// Not knowing is not "not found": notFound: allow does not apply.
+		{"no source", dep("shop", 3, nil), []string{"verdict=deny", "limits deny cel:replicas replicas ", "limits deny cel:team team ", "optional deny cel:never never "}},
+		{"unreadable", dep("shop", 3, failingParams{}), []string{"verdict=deny", "limits deny cel:replicas replicas ", "limits deny cel:team team ", "optional deny cel:never never "}},
+		{"optional present", dep("shop", 3, StaticParams{"team-limits": limits["team-limits"], "optional-limits": {"never": "no"}}),
+			[]string{"verdict=deny", "optional deny cel:never never "}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := set.Evaluate(context.Background(), tc.req)
+			if diff := cmp.Diff(tc.want, summary(d)); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+		})
+	}
+	msg := func(p ParamSource) string {
+		d := set.Evaluate(context.Background(), dep("ads", 4, p))
+		return d.Message("Deployment n/w")
+	}
+	if m := msg(limits); !strings.Contains(m, "at most 3 replicas") {
+		t.Errorf("messageExpression with ConfigMap params: %s", m)
+	}
+	if m := msg(StaticParams{}); !strings.Contains(m, "its params (ConfigMap team-limits in Bulwark's namespace) do not exist") ||
+		!strings.Contains(m, "create ConfigMap team-limits") {
+		t.Errorf("missing ConfigMap: %s", m)
+	}
+	if m := msg(failingParams{}); !strings.Contains(m, "could not be read: API server unreachable") {
+		t.Errorf("unreadable ConfigMap: %s", m)
+	}
+	// Read once per request for all the policy's rules.
+	var counting countingParams
+	counting.data = limits
+	set.Evaluate(context.Background(), dep("shop", 3, &counting))
+	if counting.n["team-limits"] != 1 {
+		t.Errorf("team-limits read %d times in one request, want 1", counting.n["team-limits"])
+	}
+}
+
+type failingParams struct{}
+
+func (failingParams) ConfigMapData(context.Context, string) (map[string]string, bool, error) {
+	return nil, false, errors.New("API server unreachable")
+}
+
+type countingParams struct {
+	data StaticParams
+	n    map[string]int
+}
+
+func (c *countingParams) ConfigMapData(ctx context.Context, name string) (map[string]string, bool, error) {
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[name]++
+	return c.data.ConfigMapData(ctx, name)
+}
+
 // TestPerContainerAttribution: configuration violations name the
 // container they are about from posture's structured details (not its
 // message text), including the upstream Pod Security Standards checks,
@@ -529,6 +627,10 @@ func TestLoadErrors(t *testing.T) {
 		{"params with a non-string key", head + "  rules: [{name: r, expression: \"true\"}]\n  params: {1: a}\n", 8, "want a string key"},
 		{"unknown field beside params", head + "  rules: [{name: r, expression: \"true\"}]\n  params: {anything: {goes: here}}\n  paramz: {}\n", 9, "field paramz not found"},
 		{"params alias bomb", head + "  rules: [{name: r, expression: \"true\"}]\n  params:\n    a: &a [x,x,x,x,x,x,x,x,x,x]\n    b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n    c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n    d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n    e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n    g: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n", 0, ""},
+		{"params and paramRef", head + "  rules: [{name: r, expression: \"true\"}]\n  params: {a: 1}\n  paramRef: {name: limits}\n", 9, "params and paramRef: set one"},
+		{"paramRef without rules", head + "  provenance: {noLatest: true}\n  paramRef: {name: limits}\n", 8, "paramRef without rules"},
+		{"paramRef bad name", head + "  rules: [{name: r, expression: \"true\"}]\n  paramRef: {name: Limits_1}\n", 8, `paramRef.name "Limits_1"`},
+		{"paramRef bad notFound", head + "  rules: [{name: r, expression: \"true\"}]\n  paramRef: {name: limits, notFound: ignore}\n", 8, `paramRef.notFound "ignore"`},
 		{"bad scanTimeout", head + "  vulnerabilities: {maxSeverity: high, scanTimeout: 5m}\n", 7, "scanTimeout"},
 		{"bad selector", head + "  provenance: {noLatest: true}\n  scope:\n    namespaceSelector: {matchExpressions: [{key: a, operator: Near}]}\n", 9, "label selector"},
 		{"bad kind in scope", head + "  provenance: {noLatest: true}\n  scope: {kinds: [Service]}\n", 8, `kind "Service"`},

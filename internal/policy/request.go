@@ -192,6 +192,9 @@ type Request struct {
 	// Images looks up image verdicts; nil: vulnerability rules report
 	// every image as unavailable.
 	Images ImageSource
+	// Params reads the ConfigMaps policies name in spec.paramRef; nil:
+	// none can be read (those rules are violations).
+	Params ParamSource
 	// ImageRulesOnly judges only the rules about the images (vulnerabilities,
 	// unscanned, provenance): `bulwark scan image --policy`, where the pod
 	// around the image is not known.
@@ -200,6 +203,24 @@ type Request struct {
 	// had (central unreachable and nothing cached); otherwise that is a
 	// violation of the vulnerability rule (in the policy's mode).
 	FailOpen bool
+}
+
+// ParamSource reads the data of a ConfigMap in Bulwark's namespace, for
+// the custom rules of a policy whose spec.paramRef names it. found is
+// false when it does not exist; errors mean the answer could not be had.
+// The map must not change once returned.
+type ParamSource interface {
+	ConfigMapData(ctx context.Context, name string) (data map[string]string, found bool, err error)
+}
+
+// StaticParams is a ParamSource over ConfigMaps known beforehand (the
+// pipeline gate's, from the manifests), by name.
+type StaticParams map[string]map[string]string
+
+// ConfigMapData implements ParamSource.
+func (p StaticParams) ConfigMapData(_ context.Context, name string) (map[string]string, bool, error) {
+	d, ok := p[name]
+	return d, ok, nil
 }
 
 // ImageSource gives the vulnerability verdict input for an image.
