@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -58,8 +60,10 @@ type FollowerConfig struct {
 // follower's last read and the truncation are lost (the copy, not the
 // followed file, holds them) — rename rotation has no such window. After a
 // restart, a file rotated away while Bulwark was down is found again by
-// its inode among its siblings in the directory and finished first; a
-// file rotated twice in that time is finished, but anything between is not.
+// its inode among its siblings in the directory and finished first, then
+// every sibling written since, oldest first (catchUp), so a follower down
+// or behind across several rotations reads the files in between too
+// (compressed ones excepted: they are reported, not read).
 type Follower struct {
 	cfg  FollowerConfig
 	proc *Processor
@@ -196,7 +200,11 @@ func (f *Follower) resume(ctx context.Context, st *followState) (*openFile, erro
 		return cur, nil
 	}
 	// The file was rotated while we were away: finish the old one if it
-	// is still in the directory.
+	// is still in the directory, then the ones rotated after it.
+	var skip []os.FileInfo
+	if cur != nil {
+		skip = append(skip, cur.fi)
+	}
 	if old := f.findRotated(st); old != nil {
 		old.off = st.Offset
 		f.log.Info("finishing the rotated audit log first", "path", old.f.Name(), "offset", st.Offset)
@@ -206,9 +214,21 @@ func (f *Follower) resume(ctx context.Context, st *followState) (*openFile, erro
 			return nil, err
 		}
 		old.close()
+		if err := f.catchUp(ctx, old.fi.ModTime(), append(skip, old.fi)...); err != nil {
+			cur.close()
+			return nil, err
+		}
 	} else {
 		f.log.Warn("the audit log read last time was rotated away and is gone; lines after the saved offset in it are lost",
 			"path", f.cfg.Path, "offset", st.Offset)
+		// What was rotated away after the state was last saved may still
+		// be there.
+		if sfi, err := os.Stat(f.cfg.StatePath); err == nil {
+			if err := f.catchUp(ctx, sfi.ModTime(), skip...); err != nil {
+				cur.close()
+				return nil, err
+			}
+		}
 	}
 	if cur != nil {
 		if err := f.save(cur); err != nil {
@@ -274,6 +294,77 @@ func (f *Follower) findRotated(st *followState) *openFile {
 	return nil
 }
 
+// compressedExts are rotated files catchUp cannot read (logrotate's
+// compress, lumberjack's Compress).
+var compressedExts = []string{".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"}
+
+// catchUp reads, oldest first, every rotated sibling of the log (same name
+// stem, in its directory) modified at or after after, except the files in
+// skip: the ones rotated away between the file just finished and the one
+// now at Path, which a follower down or behind across two rotations would
+// otherwise never read. Each is read whole, with the state saved in it as
+// it goes (a crash resumes there). Reading a line twice is harmless (alert
+// ids derive from the events; central drops replays); skipping one loses
+// its alerts, so an equal modification time counts as after.
+func (f *Follower) catchUp(ctx context.Context, after time.Time, skip ...os.FileInfo) error {
+	dir := filepath.Dir(f.cfg.Path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	stem := strings.TrimSuffix(filepath.Base(f.cfg.Path), filepath.Ext(f.cfg.Path))
+	state := filepath.Base(f.cfg.StatePath)
+	type cand struct {
+		path string
+		fi   os.FileInfo
+	}
+	var cands []cand
+	for i, e := range ents {
+		if i > 10_000 {
+			break
+		}
+		name := e.Name()
+		if !strings.HasPrefix(name, stem) || !e.Type().IsRegular() || name == filepath.Base(f.cfg.Path) ||
+			(filepath.Dir(f.cfg.StatePath) == dir && strings.HasPrefix(name, state)) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().Before(after) || slices.ContainsFunc(skip, func(s os.FileInfo) bool { return s != nil && os.SameFile(s, fi) }) {
+			continue
+		}
+		cands = append(cands, cand{filepath.Join(dir, name), fi})
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		return cmp.Or(a.fi.ModTime().Compare(b.fi.ModTime()), strings.Compare(a.path, b.path))
+	})
+	for _, c := range cands {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if slices.ContainsFunc(compressedExts, func(ext string) bool { return strings.HasSuffix(c.path, ext) }) {
+			f.log.Warn("a compressed audit log was rotated away before it was read; its lines are not read", "path", c.path)
+			continue
+		}
+		fh, err := os.Open(c.path)
+		if err != nil {
+			f.log.Warn("cannot open an audit log rotated away before it was read; its lines are lost", "path", c.path, "err", err)
+			continue
+		}
+		o := &openFile{f: fh, fi: c.fi}
+		o.dev, o.ino = fileID(c.fi)
+		f.log.Info("reading an audit log rotated away before it was read", "path", c.path)
+		err = f.save(o)
+		if err == nil {
+			err = f.drain(ctx, o, true)
+		}
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkRotation notices a renamed-away or truncated file and returns the
 // file to read next.
 func (f *Follower) checkRotation(ctx context.Context, cur *openFile) (*openFile, error) {
@@ -293,9 +384,24 @@ func (f *Follower) checkRotation(ctx context.Context, cur *openFile) (*openFile,
 		if err := f.drain(ctx, cur, true); err != nil {
 			return cur, err
 		}
-		cur.close()
+		done := cur.fi
+		if cfi, err := cur.f.Stat(); err == nil {
+			done = cfi
+		}
 		f.log.Info("audit log rotated; following the new file", "path", f.cfg.Path)
 		next := f.open(0, false)
+		// A writer faster than the grace period may have rotated again:
+		// read what was rotated away since, before the file now at Path
+		// (opened first, so a rotation meanwhile is caught up here too).
+		skip := []os.FileInfo{done}
+		if next != nil {
+			skip = append(skip, next.fi)
+		}
+		if err := f.catchUp(ctx, done.ModTime(), skip...); err != nil {
+			next.close()
+			return cur, err
+		}
+		cur.close()
 		if next != nil {
 			if err := f.save(next); err != nil {
 				next.close()

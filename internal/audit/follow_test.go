@@ -223,6 +223,84 @@ func TestFollowerRotatedWhileDown(t *testing.T) {
 	}
 }
 
+// Rotated twice while Bulwark was down: the file read last is finished,
+// then the one rotated after it, then the new file — nothing in between
+// is skipped; a compressed one is reported, not read.
+func TestFollowerRotatedTwiceWhileDown(t *testing.T) {
+	dir := t.TempDir()
+	cfg := FollowerConfig{Path: filepath.Join(dir, "audit.log"), StatePath: filepath.Join(dir, "audit-state.json")}
+	sink := newMemSink()
+	appendLines(t, cfg.Path, pods("x", 4)...)
+	r := startFollower(t, cfg, sink)
+	waitFor(t, 5*time.Second, "4 alerts", func() bool { return len(sink.all()) == 4 })
+	r.stop(t)
+	rotate := func(to string) {
+		t.Helper()
+		time.Sleep(20 * time.Millisecond) // distinct modification times
+		if err := os.Rename(cfg.Path, filepath.Join(dir, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older rotated file (read before) must not be read again.
+	if err := os.WriteFile(filepath.Join(dir, "audit.log.9"), []byte(strings.Join(pods("old", 2), "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "audit.log.9"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, cfg.Path, pods("y", 3)...)
+	rotate("audit.log.2")
+	appendLines(t, cfg.Path, pods("w", 5)...)
+	rotate("audit.log.1")
+	time.Sleep(20 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "audit.log.0.gz"), []byte("\x1f\x8b not read"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, cfg.Path, pods("z", 2)...)
+	r2 := startFollower(t, cfg, sink)
+	waitFor(t, 5*time.Second, "14 alerts", func() bool { return len(sink.all()) == 14 })
+	time.Sleep(100 * time.Millisecond)
+	if ev := r2.proc.Stats().Events; ev != 10 {
+		t.Errorf("evaluated %d lines after restart, want 10 (3 + 5 + 2)", ev)
+	}
+	if n := len(sink.all()); n != 14 {
+		t.Errorf("%d alerts, want 14", n)
+	}
+	// And the state now follows the new file: a restart reads nothing again.
+	r2.stop(t)
+	r3 := startFollower(t, cfg, sink)
+	time.Sleep(150 * time.Millisecond)
+	if ev := r3.proc.Stats().Events; ev != 0 {
+		t.Errorf("evaluated %d lines after a second restart, want 0", ev)
+	}
+}
+
+// Rotated twice while the follower still reads the first rotated file (a
+// writer faster than the grace period): the file in between is read too.
+func TestFollowerRotatedTwiceWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	cfg := FollowerConfig{Path: filepath.Join(dir, "audit.log"), StatePath: filepath.Join(dir, "state.json"), RotateGrace: 400 * time.Millisecond}
+	sink := newMemSink()
+	appendLines(t, cfg.Path, pods("a", 3)...)
+	r := startFollower(t, cfg, sink)
+	waitFor(t, 5*time.Second, "3 alerts", func() bool { return len(sink.all()) == 3 })
+	if err := os.Rename(cfg.Path, filepath.Join(dir, "audit.log.2")); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, cfg.Path, pods("b", 4)...)
+	time.Sleep(20 * time.Millisecond)
+	if err := os.Rename(cfg.Path, filepath.Join(dir, "audit.log.1")); err != nil { // within the grace period
+		t.Fatal(err)
+	}
+	appendLines(t, cfg.Path, pods("c", 2)...)
+	waitFor(t, 5*time.Second, "9 alerts", func() bool { return len(sink.all()) == 9 })
+	time.Sleep(100 * time.Millisecond)
+	if ev := r.proc.Stats().Events; ev != 9 {
+		t.Errorf("evaluated %d lines, want 9", ev)
+	}
+}
+
 // Partial lines wait for their end; malformed and oversized lines are
 // skipped and counted without blocking the lines after them.
 func TestFollowerBadLines(t *testing.T) {
