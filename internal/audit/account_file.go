@@ -84,6 +84,16 @@ type accountStateIP struct {
 	AlertedBy string    `json:"alerted_by,omitempty"`
 }
 
+// Lock takes the state file for this process (path+".lock", released by
+// release or when the process dies); a second process using the same file
+// gets an error saying so instead of each rewriting the other's state.
+func (f *FileAccountStore) Lock() (release func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		return nil, fmt.Errorf("account state directory: %w", err)
+	}
+	return lockState(f.path)
+}
+
 // NewFileAccountStore keeps the state at path (its directory is created
 // at the first save). log may be nil.
 func NewFileAccountStore(path string, log *slog.Logger) *FileAccountStore {

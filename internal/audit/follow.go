@@ -145,9 +145,15 @@ func (o *openFile) close() {
 }
 
 // Run follows the file until ctx ends. It returns an error only for
-// problems that retrying cannot fix (an unreadable state file); a missing
+// problems that retrying cannot fix (an unreadable state file, or one
+// another process holds: StatePath+".lock" is locked meanwhile); a missing
 // log file is waited for, a failing sink is retried with backoff.
 func (f *Follower) Run(ctx context.Context) error {
+	release, err := lockState(f.cfg.StatePath)
+	if err != nil {
+		return err
+	}
+	defer release()
 	st, err := f.loadState()
 	if err != nil {
 		return err

@@ -377,3 +377,47 @@ func FuzzAuditLine(f *testing.F) {
 		}
 	})
 }
+
+// Two followers (or account stores) on one state file: the second is
+// refused with the reason instead of both rewriting it; once the first
+// ends, the file is free.
+func TestStateFileLock(t *testing.T) {
+	dir := t.TempDir()
+	cfg := FollowerConfig{Path: filepath.Join(dir, "audit.log"), StatePath: filepath.Join(dir, "state.json")}
+	sink := newMemSink()
+	appendLines(t, cfg.Path, pods("x", 2)...)
+	r := startFollower(t, cfg, sink)
+	waitFor(t, 5*time.Second, "2 alerts", func() bool { return len(sink.all()) == 2 })
+	proc, err := NewProcessor(Config{}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := NewFollower(cfg, proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second follower on the same state: %v", err)
+	}
+	r.stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := second.Run(ctx); err != nil {
+		t.Errorf("after the first stopped: %v", err)
+	}
+
+	acct := NewFileAccountStore(filepath.Join(dir, "sub", "accounts.json"), nil)
+	release, err := acct.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewFileAccountStore(filepath.Join(dir, "sub", "accounts.json"), nil).Lock(); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second account store: %v", err)
+	}
+	release()
+	if release, err := acct.Lock(); err != nil {
+		t.Errorf("after release: %v", err)
+	} else {
+		release()
+	}
+}

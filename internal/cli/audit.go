@@ -138,7 +138,13 @@ func (a *app) runAuditWatch(ctx context.Context, f *auditWatchFlags, path string
 		acctState = strings.TrimSuffix(state, ".json") + ".accounts.json"
 	}
 	if acctState != "none" {
-		acctCfg.Store = audit.NewFileAccountStore(acctState, a.log)
+		store := audit.NewFileAccountStore(acctState, a.log)
+		release, err := store.Lock()
+		if err != nil {
+			return err
+		}
+		defer release()
+		acctCfg.Store = store
 	}
 	proc, err := audit.NewProcessor(audit.Config{Engine: eng, RuleVersion: version, Logger: a.log, Accounts: acctCfg}, sink)
 	if err != nil {
