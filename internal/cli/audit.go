@@ -65,7 +65,9 @@ service-account source detector, and send the alerts to central
 (POST /api/v1/alerts with an agent token) — or print them as JSON lines when
 --server is not given.
 
-The file is followed across rotation (rename and create, or copytruncate).
+The file is followed across rotation (rename and create, or copytruncate);
+files rotated away before they were read (Bulwark down or behind across
+several rotations) are read next, oldest first, compressed ones excepted.
 The read offset is kept in --state and written only after the alerts of the
 lines before it were accepted, so a restart resumes without losing or
 repeating lines; alert ids are derived from the audit id, so a line read
@@ -74,7 +76,8 @@ twice still makes one alert in central.
 The service-account detector's learned state (which source addresses each
 service account uses, since when it is watched, which request alerted) is
 kept in --account-state, next to the offset by default, and saved with it:
-a restart neither starts a new learning period nor alerts twice.`,
+a restart neither starts a new learning period nor alerts twice. Both files
+are locked while the command runs (FILE.lock): give each watcher its own.`,
 		Example: `  bulwark audit watch /var/log/kubernetes/audit.log --cluster prod-eu \
     --server https://bulwark.example:8443 --token "$BULWARK_TOKEN"`,
 		Args: cobra.ExactArgs(1),
