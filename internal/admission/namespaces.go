@@ -12,106 +12,108 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// ClientNamespaces reads namespaces through the API server, each cached for
-// a TTL (labels change rarely; a webhook must not add an API call to every
-// admission).
-type ClientNamespaces struct {
-	client kubernetes.Interface
-	ttl    time.Duration
-	mu     sync.Mutex
-	cache  map[string]nsEntry
+// ttlCache keeps what an API call answered for a name (errors included)
+// for a TTL: a webhook must not add an API call to every admission, and
+// what it reads (namespace labels, policy parameters) changes rarely. It
+// forgets everything when it holds more than max names.
+type ttlCache[V any] struct {
+	ttl time.Duration
+	max int
+	mu  sync.Mutex
+	m   map[string]ttlEntry[V]
 }
 
-type nsEntry struct {
-	ns  *corev1.Namespace
-	at  time.Time
+type ttlEntry[V any] struct {
+	v   V
 	err error
+	at  time.Time
+}
+
+func newTTLCache[V any](ttl time.Duration, max int) *ttlCache[V] {
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	return &ttlCache[V]{ttl: ttl, max: max, m: map[string]ttlEntry[V]{}}
+}
+
+// get returns the cached answer for name, or fetch's (with a 2 s timeout),
+// cached.
+func (c *ttlCache[V]) get(ctx context.Context, name string, fetch func(context.Context) (V, error)) (V, error) {
+	c.mu.Lock()
+	e, ok := c.m[name]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < c.ttl {
+		return e.v, e.err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	e.v, e.err = fetch(cctx)
+	e.at = time.Now()
+	c.mu.Lock()
+	if len(c.m) > c.max {
+		clear(c.m)
+	}
+	c.m[name] = e
+	c.mu.Unlock()
+	return e.v, e.err
+}
+
+// ClientNamespaces reads namespaces through the API server, each cached for
+// a TTL.
+type ClientNamespaces struct {
+	client kubernetes.Interface
+	cache  *ttlCache[*corev1.Namespace]
 }
 
 // NewClientNamespaces builds the getter (ttl default 30s).
 func NewClientNamespaces(c kubernetes.Interface, ttl time.Duration) *ClientNamespaces {
-	if ttl <= 0 {
-		ttl = 30 * time.Second
-	}
-	return &ClientNamespaces{client: c, ttl: ttl, cache: map[string]nsEntry{}}
+	return &ClientNamespaces{client: c, cache: newTTLCache[*corev1.Namespace](ttl, 10000)}
 }
 
 // Namespace implements NamespaceGetter.
 func (g *ClientNamespaces) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
-	g.mu.Lock()
-	e, ok := g.cache[name]
-	g.mu.Unlock()
-	if ok && time.Since(e.at) < g.ttl {
-		return e.ns, e.err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	ns, err := g.client.CoreV1().Namespaces().Get(cctx, name, metav1.GetOptions{})
-	if err != nil {
-		err = fmt.Errorf("get namespace %s: %w", name, err)
-	}
-	g.mu.Lock()
-	if len(g.cache) > 10000 {
-		clear(g.cache)
-	}
-	g.cache[name] = nsEntry{ns: ns, at: time.Now(), err: err}
-	g.mu.Unlock()
-	return ns, err
+	return g.cache.get(ctx, name, func(ctx context.Context) (*corev1.Namespace, error) {
+		ns, err := g.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get namespace %s: %w", name, err)
+		}
+		return ns, nil
+	})
 }
 
 // ClientConfigMaps reads the ConfigMaps policies name in spec.paramRef, in
 // one namespace (Bulwark's own: the webhook is granted nothing wider),
 // each cached for a TTL like namespaces. A ConfigMap that does not exist
-// is an answer (found false), cached as well; other errors are not
-// cached beyond the TTL either.
+// is an answer (found false), cached as well.
 type ClientConfigMaps struct {
 	client    kubernetes.Interface
 	namespace string
-	ttl       time.Duration
-	mu        sync.Mutex
-	cache     map[string]cmEntry
+	cache     *ttlCache[configMapData]
 }
 
-type cmEntry struct {
+// configMapData is a ConfigMap's data, or found false.
+type configMapData struct {
 	data  map[string]string
 	found bool
-	at    time.Time
-	err   error
 }
 
 // NewClientConfigMaps builds the source for ConfigMaps in namespace (ttl
 // default 30s).
 func NewClientConfigMaps(c kubernetes.Interface, namespace string, ttl time.Duration) *ClientConfigMaps {
-	if ttl <= 0 {
-		ttl = 30 * time.Second
-	}
-	return &ClientConfigMaps{client: c, namespace: namespace, ttl: ttl, cache: map[string]cmEntry{}}
+	return &ClientConfigMaps{client: c, namespace: namespace, cache: newTTLCache[configMapData](ttl, 1000)}
 }
 
 // ConfigMapData implements policy.ParamSource.
 func (g *ClientConfigMaps) ConfigMapData(ctx context.Context, name string) (map[string]string, bool, error) {
-	g.mu.Lock()
-	e, ok := g.cache[name]
-	g.mu.Unlock()
-	if ok && time.Since(e.at) < g.ttl {
-		return e.data, e.found, e.err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	cm, err := g.client.CoreV1().ConfigMaps(g.namespace).Get(cctx, name, metav1.GetOptions{})
-	e = cmEntry{at: time.Now()}
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		e.err = fmt.Errorf("get configmap %s/%s: %w", g.namespace, name, err)
-	default:
-		e.data, e.found = cm.Data, true
-	}
-	g.mu.Lock()
-	if len(g.cache) > 1000 {
-		clear(g.cache)
-	}
-	g.cache[name] = e
-	g.mu.Unlock()
-	return e.data, e.found, e.err
+	d, err := g.cache.get(ctx, name, func(ctx context.Context) (configMapData, error) {
+		cm, err := g.client.CoreV1().ConfigMaps(g.namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return configMapData{}, nil
+		case err != nil:
+			return configMapData{}, fmt.Errorf("get configmap %s/%s: %w", g.namespace, name, err)
+		}
+		return configMapData{cm.Data, true}, nil
+	})
+	return d.data, d.found, err
 }
