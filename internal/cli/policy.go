@@ -179,22 +179,22 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	// ConfigMaps in the params namespace the params of paramRef policies.
 	namespaces := map[string]*corev1.Namespace{}
 	params := policy.StaticParams{}
-	used := map[*posture.Object]bool{}
+	used := make([]bool, len(in.Objects)) // by index: taken as context, not judged
 	for i := range in.Objects {
 		switch o := in.Objects[i].Typed.(type) {
 		case *corev1.Namespace:
 			namespaces[o.Name] = o
-			used[&in.Objects[i]] = true
+			used[i] = true
 		case *corev1.ConfigMap:
 			if o.Namespace == "" || o.Namespace == paramsNamespace {
 				params[o.Name] = o.Data
-				used[&in.Objects[i]] = true
+				used[i] = true
 			}
 		}
 	}
 	for i := range in.Objects {
 		o := &in.Objects[i]
-		if used[o] {
+		if used[i] {
 			continue
 		}
 		if o.Typed == nil || !kinds[o.Ref.Kind] {

@@ -18,7 +18,7 @@ func postureTestReport(score float64, st map[[2]int]posture.Status) *posture.Rep
 	r := &posture.Report{Catalogue: "test-1",
 		Controls: []posture.Control{{ID: "C-0001", Title: "Privileged container", Severity: vulndb.SeverityHigh, CIS: []string{"5.2.1"},
 			Remediation: "set privileged: false"}, {ID: "C-0002", Title: "No memory limit", Severity: vulndb.SeverityLow}},
-		Objects: []posture.ObjectRef{{Kind: "Deployment", Namespace: "shop", Name: "web"}, {Kind: "Pod", Namespace: "ops", Name: "debug"}},
+		Objects:    []posture.ObjectRef{{Kind: "Deployment", Namespace: "shop", Name: "web"}, {Kind: "Pod", Namespace: "ops", Name: "debug"}},
 		Frameworks: []posture.Score{{Name: posture.FrameworkAll, Score: score}}}
 	for c := range 2 {
 		for o := range 2 {

@@ -87,14 +87,7 @@ type ExportFilter struct {
 
 // Match reports whether the filter selects an item.
 func (f *ExportFilter) Match(it *ExportItem) bool {
-	if it.Severity < f.MinSeverity {
-		return false
-	}
-	if len(f.Kinds) == 0 {
-		if it.Kind != ExportKindAlert {
-			return false
-		}
-	} else if !slices.Contains(f.Kinds, it.Kind) {
+	if it.Severity < f.MinSeverity || !f.takesKind(it.Kind) {
 		return false
 	}
 	if len(f.Sources) > 0 && !slices.Contains(f.Sources, it.Source) {
@@ -113,6 +106,15 @@ func (f *ExportFilter) Match(it *ExportItem) bool {
 		}
 	}
 	return true
+}
+
+// takesKind reports whether the filter selects records of kind: alerts
+// when it names no kind, else the kinds it names.
+func (f *ExportFilter) takesKind(kind string) bool {
+	if len(f.Kinds) == 0 {
+		return kind == ExportKindAlert
+	}
+	return slices.Contains(f.Kinds, kind)
 }
 
 func (f *ExportFilter) validate() error {
@@ -454,7 +456,7 @@ func (s *Store) ExportsTake(ctx context.Context, kind string) (bool, error) {
 		return false, s.wrapErr("export filters", err)
 	}
 	for _, e := range exps {
-		if (len(e.filter.Kinds) == 0 && kind == ExportKindAlert) || slices.Contains(e.filter.Kinds, kind) {
+		if e.filter.takesKind(kind) {
 			return true, nil
 		}
 	}
