@@ -13,6 +13,8 @@ import (
 	"mime"
 	"net/http"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,8 +55,22 @@ type ReceiverConfig struct {
 	// its alerts stored before answering 503 (default 25s, under the API
 	// server's webhook timeout). The batch still completes; the API
 	// server's retry is then recognized as a replay.
-	Wait   time.Duration
-	Logger *slog.Logger
+	Wait time.Duration
+	// ClusterShare is how many of the QueueSize places one cluster's
+	// batches may hold at once (default: half the queue, at least 1, when
+	// more than one cluster is configured; the whole queue otherwise).
+	// Beyond it that cluster is answered 429 while the others go on.
+	ClusterShare int
+	// ClusterRate caps the events per second one cluster may post,
+	// averaged over ClusterBurst events (default one second's worth, at
+	// least 400); over it → 429 with Retry-After. 0: no cap. ClusterRates
+	// sets it per cluster name (0 there: no cap for that cluster).
+	ClusterRate  float64
+	ClusterBurst int
+	ClusterRates map[string]float64
+	Logger       *slog.Logger
+	// now is the clock (tests); time.Now when nil.
+	now func() time.Time
 }
 
 // Receiver is the API server's audit webhook backend: an http.Handler for
@@ -67,6 +83,10 @@ type Receiver struct {
 	jobs chan *job
 	// slots bounds the batches inside the receiver (QueueSize).
 	slots chan struct{}
+	// clusters are the per-cluster limits and counters, by cluster name;
+	// unauthenticated counts the requests no client was found for.
+	clusters        map[string]*clusterState
+	unauthenticated clusterState
 
 	received, rejected, busy atomic.Int64
 }
@@ -81,9 +101,12 @@ type job struct {
 // Status codes the receiver answers, documented for operators: 200 the
 // batch is processed and its alerts stored; 400 malformed (the API server
 // drops it after its retries: fix the sender); 401/403 authentication;
-// 413 too large; 415 not JSON; 429 queue full and 503 store failing or
-// slow (both retried by the API server's webhook backend, whose
-// --audit-webhook-initial-backoff and batch buffer absorb the delay).
+// 413 too large; 415 not JSON; 429 queue full, the cluster's share of it
+// full, or the cluster over its rate (limit.go), with Retry-After; 503
+// store failing or slow (429 and 503 are retried by the API server's
+// webhook backend, whose --audit-webhook-initial-backoff and batch buffer
+// absorb the delay; a batch it gives up on after its retries is lost, so
+// a cluster's rate should be above its normal audit volume).
 
 // NewReceiver builds a receiver that hands batches to proc.
 func NewReceiver(cfg ReceiverConfig, proc *Processor) (*Receiver, error) {
@@ -116,7 +139,38 @@ func NewReceiver(cfg ReceiverConfig, proc *Processor) (*Receiver, error) {
 	if cfg.Wait <= 0 {
 		cfg.Wait = 25 * time.Second
 	}
-	r := &Receiver{cfg: cfg, proc: proc, log: cfg.Logger, jobs: make(chan *job, cfg.QueueSize), slots: make(chan struct{}, cfg.QueueSize)}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	if cfg.ClusterRate < 0 || cfg.ClusterBurst < 0 {
+		return nil, errors.New("new audit receiver: negative cluster rate or burst")
+	}
+	r := &Receiver{cfg: cfg, proc: proc, log: cfg.Logger, jobs: make(chan *job, cfg.QueueSize), slots: make(chan struct{}, cfg.QueueSize),
+		clusters: map[string]*clusterState{}}
+	now := cfg.now()
+	for _, c := range cfg.Clients {
+		if r.clusters[c.Cluster] == nil {
+			rate := cfg.ClusterRate
+			if v, ok := cfg.ClusterRates[c.Cluster]; ok {
+				rate = v
+			}
+			r.clusters[c.Cluster] = newClusterState(c.Cluster, rate, cfg.ClusterBurst, now)
+		}
+	}
+	for name, v := range cfg.ClusterRates {
+		if r.clusters[name] == nil {
+			return nil, fmt.Errorf("new audit receiver: a rate is set for cluster %q, which no client posts for", name)
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("new audit receiver: negative rate for cluster %q", name)
+		}
+	}
+	if r.cfg.ClusterShare <= 0 {
+		r.cfg.ClusterShare = cfg.QueueSize
+		if len(r.clusters) > 1 {
+			r.cfg.ClusterShare = max(1, cfg.QueueSize/2)
+		}
+	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,8 +254,9 @@ func (r *Receiver) authenticate(req *http.Request) (*Client, int, string) {
 	return found, 0, ""
 }
 
-// ServeHTTP receives one EventList: authenticate, read (bounded), validate
-// every item, queue, wait for the alerts to be stored, answer.
+// ServeHTTP receives one EventList: authenticate, apply the cluster's
+// limits, read (bounded), validate every item, queue, wait for the alerts
+// to be stored, answer.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -211,48 +266,69 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	client, status, msg := r.authenticate(req)
 	if client == nil {
 		r.rejected.Add(1)
+		r.unauthenticated.rejected.Add(1)
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bulwark-audit"`)
 		}
 		r.reply(w, status, msg)
 		return
 	}
+	cs := r.clusters[client.Cluster]
+	reject := func(status int, msg string) {
+		r.rejected.Add(1)
+		cs.rejected.Add(1)
+		r.reply(w, status, msg)
+	}
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			r.rejected.Add(1)
-			r.reply(w, http.StatusUnsupportedMediaType, fmt.Sprintf("want application/json, got %q", alerts.CleanText(ct, 100)))
+			reject(http.StatusUnsupportedMediaType, fmt.Sprintf("want application/json, got %q", alerts.CleanText(ct, 100)))
 			return
 		}
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		r.rejected.Add(1)
-		r.reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", req.ContentLength, r.cfg.MaxBodyBytes))
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", req.ContentLength, r.cfg.MaxBodyBytes))
 		return
 	}
+	// The cluster's rate, before reading the body: a cluster in debt costs
+	// the receiver an authentication and this answer only.
+	if d := cs.wait(r.cfg.now()); d > 0 {
+		cs.throttled.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(d)))
+		r.reply(w, http.StatusTooManyRequests, fmt.Sprintf("cluster %q is over its rate of %g audit events/s; retry", client.Cluster, cs.rate))
+		return
+	}
+	if n := cs.inFlight.Add(1); int(n) > r.cfg.ClusterShare {
+		cs.inFlight.Add(-1)
+		r.busy.Add(1)
+		cs.busy.Add(1)
+		w.Header().Set("Retry-After", "1")
+		r.reply(w, http.StatusTooManyRequests, fmt.Sprintf("cluster %q already has %d batches in the receiver; retry", client.Cluster, r.cfg.ClusterShare))
+		return
+	}
+	defer cs.inFlight.Add(-1)
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
 	default:
 		r.busy.Add(1)
+		cs.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
 		r.reply(w, http.StatusTooManyRequests, "audit receiver busy; retry")
 		return
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
 	if err != nil {
-		r.rejected.Add(1)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			r.reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", r.cfg.MaxBodyBytes))
+			reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", r.cfg.MaxBodyBytes))
 			return
 		}
-		r.reply(w, http.StatusBadRequest, "read body: "+err.Error())
+		reject(http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
 	if len(b) == 0 {
-		r.rejected.Add(1)
-		r.reply(w, http.StatusBadRequest, "empty body")
+		reject(http.StatusBadRequest, "empty body")
 		return
 	}
 	// b is never written again: view it as a string instead of copying it
@@ -268,22 +344,23 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	})
 	switch {
 	case errors.Is(err, errTooManyEvents):
-		r.rejected.Add(1)
-		r.reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d events in one EventList", r.cfg.MaxEvents))
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d events in one EventList", r.cfg.MaxEvents))
 		return
 	case errors.Is(err, rules.ErrAuditTooLarge):
-		r.rejected.Add(1)
-		r.reply(w, http.StatusRequestEntityTooLarge, err.Error())
+		reject(http.StatusRequestEntityTooLarge, err.Error())
 		return
 	case err != nil:
-		r.rejected.Add(1)
-		r.reply(w, http.StatusBadRequest, err.Error())
+		reject(http.StatusBadRequest, err.Error())
 		return
 	}
 	if len(raws) == 0 {
+		cs.stored.Add(1)
 		r.reply(w, http.StatusOK, "")
 		return
 	}
+	// Charged once read and valid: a retry of a batch that was not stored
+	// is charged again, as it costs the receiver again.
+	cs.charge(r.cfg.now(), len(raws))
 	j := &job{ctx: context.WithoutCancel(req.Context()), cluster: client.Cluster, raws: raws, done: make(chan error, 1)}
 	r.jobs <- j // never blocks: there are as many queue places as slots
 	timer := time.NewTimer(r.cfg.Wait)
@@ -292,13 +369,17 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case err := <-j.done:
 		if err != nil {
 			r.log.Warn("audit batch not stored; the API server will retry", "cluster", client.Cluster, "events", len(raws), "err", err)
+			cs.failed.Add(1)
 			w.Header().Set("Retry-After", "5")
 			r.reply(w, http.StatusServiceUnavailable, "alerts could not be stored; retry")
 			return
 		}
 		r.received.Add(int64(len(raws)))
+		cs.events.Add(int64(len(raws)))
+		cs.stored.Add(1)
 		r.reply(w, http.StatusOK, "")
 	case <-timer.C:
+		cs.failed.Add(1)
 		w.Header().Set("Retry-After", "5")
 		r.reply(w, http.StatusServiceUnavailable, "batch still processing; retry (it will be recognized as a replay)")
 	}
@@ -321,10 +402,21 @@ func (r *Receiver) reply(w http.ResponseWriter, status int, msg string) {
 type ReceiverStats struct {
 	Received int64 // events in batches answered 200
 	Rejected int64 // requests refused (auth, size, syntax)
-	Busy     int64 // requests answered 429
+	Busy     int64 // requests answered 429 for a full queue or a cluster's full share (not for a cluster's rate)
 }
 
 // Stats returns the counters.
 func (r *Receiver) Stats() ReceiverStats {
 	return ReceiverStats{Received: r.received.Load(), Rejected: r.rejected.Load(), Busy: r.busy.Load()}
+}
+
+// ClusterStats returns each configured cluster's counters, sorted by
+// name, then those of unauthenticated requests (Cluster "").
+func (r *Receiver) ClusterStats() []ClusterStats {
+	out := make([]ClusterStats, 0, len(r.clusters)+1)
+	for _, c := range r.clusters {
+		out = append(out, c.stats())
+	}
+	slices.SortFunc(out, func(a, b ClusterStats) int { return strings.Compare(a.Cluster, b.Cluster) })
+	return append(out, r.unauthenticated.stats())
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,11 @@ and sends the alerts to central.`,
 		Example: `  # central receives kube-apiserver's audit webhook (mTLS) on :8444
   bulwark server --audit-listen :8444 --audit-client-ca /etc/bulwark/apiserver-ca.crt \
     --audit-client prod-eu=cn:kube-apiserver-audit
+
+  # several clusters; none may post more than 5,000 audit events/s (prod-eu 20,000)
+  bulwark server --audit-listen :8444 --audit-client-ca /etc/bulwark/apiserver-ca.crt \
+    --audit-client prod-eu=cn:apiserver-prod-eu --audit-client lab=token-file:/etc/bulwark/lab.token \
+    --audit-rate-limit 5000 --audit-cluster-rate-limit prod-eu=20000
 
   # a managed cluster's exported audit log, followed and sent to central
   bulwark audit watch /var/log/kubernetes/audit.log --cluster aks-prod \
@@ -205,6 +211,9 @@ type auditServerFlags struct {
 	listen, clientCA string
 	clients, logs    []string
 	ruleFiles        []string
+	rate             float64
+	burst            int
+	clusterRates     []string
 }
 
 func addAuditServerFlags(fl *pflag.FlagSet, f *auditServerFlags) {
@@ -213,11 +222,29 @@ func addAuditServerFlags(fl *pflag.FlagSet, f *auditServerFlags) {
 	fl.StringArrayVar(&f.clients, "audit-client", nil, "an API server allowed to post audit events: CLUSTER=cn:CERT-CN or CLUSTER=token-file:PATH; repeatable")
 	fl.StringArrayVar(&f.logs, "audit-log", nil, "follow an audit log file (JSON lines): CLUSTER=PATH; repeatable")
 	fl.StringArrayVar(&f.ruleFiles, "audit-rules", nil, "extra audit rule file (Falco format), applied after the defaults; repeatable")
+	fl.Float64Var(&f.rate, "audit-rate-limit", 0, "audit events per second each cluster may post to the webhook receiver, averaged (0: no cap); over it the API server is answered 429 and retries")
+	fl.IntVar(&f.burst, "audit-rate-burst", 0, "events a cluster may post at once above --audit-rate-limit (default one second's worth, at least 400)")
+	fl.StringArrayVar(&f.clusterRates, "audit-cluster-rate-limit", nil, "per-cluster override of --audit-rate-limit: CLUSTER=EVENTS-PER-SECOND (0: no cap); repeatable")
 }
 
 // apply fills the server's audit configuration (reading token files).
 func (f *auditServerFlags) apply(c *server.AuditConfig) error {
 	c.Listen, c.ClientCA, c.RuleFiles = f.listen, f.clientCA, f.ruleFiles
+	if f.rate < 0 || f.burst < 0 {
+		return errors.New("--audit-rate-limit and --audit-rate-burst cannot be negative")
+	}
+	c.ClusterRate, c.ClusterBurst = f.rate, f.burst
+	for _, s := range f.clusterRates {
+		cluster, v, ok := strings.Cut(s, "=")
+		r, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || cluster == "" || err != nil || r < 0 {
+			return fmt.Errorf("--audit-cluster-rate-limit %q: want CLUSTER=EVENTS-PER-SECOND (a number, 0 for no cap)", s)
+		}
+		if c.ClusterRates == nil {
+			c.ClusterRates = map[string]float64{}
+		}
+		c.ClusterRates[cluster] = r
+	}
 	for _, s := range f.clients {
 		cluster, spec, ok := strings.Cut(s, "=")
 		kind, val, ok2 := strings.Cut(spec, ":")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
+	"github.com/bulwark-security/bulwark/internal/server"
 )
 
 // `bulwark audit watch` without --server prints the alerts of the followed
@@ -52,5 +53,30 @@ func TestAuditWatchPrints(t *testing.T) {
 		return c, o.String(), e.String()
 	}(); code != ExitError || !strings.Contains(errs, "--cluster") {
 		t.Errorf("missing --cluster: exit %d: %s", code, errs)
+	}
+}
+
+// The receiver's rate flags reach the server's configuration; bad values
+// are refused with the flag's name.
+func TestAuditRateFlags(t *testing.T) {
+	f := auditServerFlags{rate: 2000, burst: 5000, clusterRates: []string{"prod=10000", "lab=0"}}
+	var c server.AuditConfig
+	if err := f.apply(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterRate != 2000 || c.ClusterBurst != 5000 || c.ClusterRates["prod"] != 10000 || c.ClusterRates["lab"] != 0 || len(c.ClusterRates) != 2 {
+		t.Fatalf("config %+v", c)
+	}
+	for _, bad := range []auditServerFlags{
+		{rate: -1},
+		{burst: -3},
+		{clusterRates: []string{"prod"}},
+		{clusterRates: []string{"=5"}},
+		{clusterRates: []string{"prod=fast"}},
+		{clusterRates: []string{"prod=-2"}},
+	} {
+		if err := bad.apply(&server.AuditConfig{}); err == nil || !strings.Contains(err.Error(), "--audit-") {
+			t.Errorf("%+v: err %v, want one naming the flag", bad, err)
+		}
 	}
 }

@@ -54,6 +54,12 @@ type AuditConfig struct {
 	// Accounts tunes the service-account source detector (learning
 	// period, bounds, age-out). Its state is always kept in the store.
 	Accounts audit.AccountConfig
+	// ClusterRate caps the audit events per second each cluster may post
+	// to the receiver (0: no cap), averaged over ClusterBurst events;
+	// ClusterRates overrides it by cluster name. See audit.ReceiverConfig.
+	ClusterRate  float64
+	ClusterBurst int
+	ClusterRates map[string]float64
 }
 
 // AuditLogFile is one followed audit log and its cluster.
@@ -105,7 +111,8 @@ func (s *Server) setupAudit() error {
 	}
 	a := &auditParts{proc: proc}
 	if ac.Listen != "" {
-		a.receiver, err = audit.NewReceiver(audit.ReceiverConfig{Clients: ac.Clients, Logger: log}, proc)
+		a.receiver, err = audit.NewReceiver(audit.ReceiverConfig{Clients: ac.Clients, Logger: log,
+			ClusterRate: ac.ClusterRate, ClusterBurst: ac.ClusterBurst, ClusterRates: ac.ClusterRates}, proc)
 		if err != nil {
 			return err
 		}
@@ -156,6 +163,7 @@ func (s *Server) setupAudit() error {
 		a.followers = append(a.followers, f)
 	}
 	s.audit = a
+	s.metrics.reg.MustRegister(&auditCollector{a: a})
 	return nil
 }
 

@@ -82,6 +82,21 @@ func TestAuditInCentral(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("alerts %v, want %v", got, want)
 			}
+			// The receiver's per-cluster counters on /metrics: two batches of
+			// two events stored (the replay is answered 200 too), one
+			// unauthenticated request rejected.
+			_, m := e.do("GET", "/metrics", e.admin, nil)
+			for _, line := range []string{
+				`bulwark_audit_webhook_events_total{cluster="prod"} 4`,
+				`bulwark_audit_webhook_batches_total{cluster="prod",outcome="stored"} 2`,
+				`bulwark_audit_webhook_batches_total{cluster="prod",outcome="throttled"} 0`,
+				`bulwark_audit_webhook_batches_total{cluster="",outcome="rejected"} 1`,
+				`bulwark_audit_records_total{outcome="replay"} 2`,
+			} {
+				if !strings.Contains(string(m), line+"\n") {
+					t.Errorf("/metrics lacks %q", line)
+				}
+			}
 		})
 	}
 }
@@ -118,6 +133,68 @@ func TestAuditFromRealAPIServer(t *testing.T) {
 	if a := got[0]; a.Cluster != "real" || a.Namespace != "central-audit" || a.Pod != "root" || a.MitreTechnique != "T1610" {
 		t.Errorf("alert %+v", a)
 	}
+}
+
+// A cluster over its rate: the real kube-apiserver's webhook backend is
+// answered 429, retries (its backoff, --audit-webhook-initial-backoff),
+// and every alert still lands once — throttling delays, it does not lose.
+func TestAuditRateLimitRealAPIServer(t *testing.T) {
+	token := "apiserver-token-0123456789abcdef"
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1, SweepInterval: -1, DBWatchInterval: -1, Audit: AuditConfig{
+		Listen:  "127.0.0.1:0",
+		Clients: []audit.Client{{Cluster: "busy", Token: token}},
+		// 50 events/s and a bucket of 50: the API server's first batch (its
+		// bootstrap writes, ~240 events) puts the cluster ~4 s into debt,
+		// so the batches behind it are throttled and retried.
+		ClusterRate: 50, ClusterBurst: 50,
+	}})
+	caPEM, err := os.ReadFile(e.caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := k8stest.Start(t, k8stest.Options{AuditPolicy: audit.RecommendedPolicy,
+		AuditWebhook: &k8stest.AuditWebhook{URL: "https://" + e.srv.AuditAddr().String() + "/api/v1/audit/webhook",
+			CAPEM: caPEM, Token: token, BatchMaxWait: 500 * time.Millisecond},
+		// 5 tries over ~8 × the initial backoff: 8 s here, more than the
+		// debt (a batch still refused after them would be lost).
+		ExtraArgs: []string{"--audit-webhook-initial-backoff=1s"}})
+	c.Namespace(t, "throttled")
+	priv := true
+	count := func() int {
+		got, _, err := e.st.ListAlerts(context.Background(), store.AlertFilter{Rule: "Privileged container created", Cluster: "busy"}, store.Page{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	for round := range 2 {
+		for i := range 8 {
+			_, err = c.Client.CoreV1().Pods("throttled").Create(context.Background(), &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("root-%d-%d", round, i)},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.36",
+					SecurityContext: &corev1.SecurityContext{Privileged: &priv}}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := 8 * (round + 1)
+		waitFor(t, 60*time.Second, fmt.Sprintf("%d privileged-pod alerts", want), func() bool { return count() >= want })
+	}
+	var busy audit.ClusterStats
+	for _, s := range e.srv.audit.receiver.ClusterStats() {
+		if s.Cluster == "busy" {
+			busy = s
+		}
+	}
+	if busy.Throttled == 0 {
+		t.Errorf("stats %+v: no batch was throttled; the test did not exercise the limit", busy)
+	}
+	time.Sleep(time.Second)
+	if n := count(); n != 16 {
+		t.Errorf("%d alerts, want 16 (one per pod)", n)
+	}
+	t.Logf("cluster stats: %+v", busy)
 }
 
 // `bulwark audit watch`'s sink posts to the real POST /api/v1/alerts with an
