@@ -8,12 +8,23 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bulwark-security/bulwark/internal/k8s/k8stest"
 	"github.com/bulwark-security/bulwark/internal/policy"
 )
+
+// writeTestFile writes doc to dir/name and returns the path.
+func writeTestFile(t testing.TB, dir, name, doc string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func policyTestdata(t testing.TB, parts ...string) string {
 	return filepath.Join(append([]string{repoRoot(t), "internal", "policy", "testdata"}, parts...)...)
@@ -127,20 +138,125 @@ spec:
 		t.Fatal(err)
 	}
 	run(t, "policy", "test", "-f", pol, list, deploy).want(t, ExitOK)
+
+	// The unknown namespace is said in a note, in the table, JSON and SARIF.
+	r = run(t, "policy", "test", "-f", pol, deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, `note: namespace "prod-shop": labels unknown`) {
+		t.Errorf("no note for the unknown namespace:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, "--format", "sarif", deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, `"toolExecutionNotifications"`) || !strings.Contains(r.stdout, `prod-shop`) {
+		t.Errorf("SARIF without the note:\n%s", r.stdout)
+	}
+	// --namespace-labels: the same verdicts as the Namespace manifests,
+	// and no note; the manifest wins over the flag.
+	r = run(t, "policy", "test", "-f", pol, "--namespace-labels", "prod-shop=env=staging", deploy).want(t, ExitOK)
+	if strings.Contains(r.stdout, "note:") {
+		t.Errorf("note with --namespace-labels:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, "--namespace-labels", "prod-shop=env=prod,tier=frozen", deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "owner-label") || !strings.Contains(r.stdout, "namespace is frozen") {
+		t.Errorf("--namespace-labels production:\n%s", r.stdout)
+	}
+	run(t, "policy", "test", "-f", pol, "--namespace-labels", "prod-shop=env=prod", list, deploy).want(t, ExitOK)
+	// The API server's kubernetes.io/metadata.name label is there too.
+	byName := writeTestFile(t, dir, "byname.yaml", `apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: by-name}
+spec:
+  mode: deny
+  scope:
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: prod-shop}}
+  rules:
+    - name: never
+      expression: "false"
+      message: "prod-shop is closed"
+`)
+	run(t, "policy", "test", "-f", byName, "--namespace-labels", "prod-shop=", deploy).want(t, ExitPolicyFailed)
+	run(t, "policy", "test", "-f", byName, ns("{env: dev}"), deploy).want(t, ExitPolicyFailed)
+	run(t, "policy", "test", "-f", byName, "--namespace", "other", "--namespace-labels", "other=", policyTestdata(t, "manifests", "compliant.yaml")).want(t, ExitPolicyFailed)
+	for _, bad := range []string{"prod-shop", "=env=prod", "Prod_Shop=env=prod", "prod-shop=env", "prod-shop=bad key=x", "prod-shop=env=not valid!"} {
+		r := run(t, "policy", "test", "-f", pol, "--namespace-labels", bad, deploy).want(t, ExitError)
+		if !strings.Contains(r.stderr, "--namespace-labels") {
+			t.Errorf("--namespace-labels %q: %s", bad, r.stderr)
+		}
+	}
 }
 
-// TestPolicyTestParamRef: ConfigMaps among the manifests in the params
-// namespace are the params of paramRef policies in the pipeline gate, as
-// the webhook reads them from its own namespace.
-func TestPolicyTestParamRef(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, doc string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+// --cluster reads the namespaces (and paramRef ConfigMaps) the manifests do
+// not carry from the real API server: the gate then judges as the webhook
+// in that cluster would.
+func TestPolicyTestFromCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	cluster := k8stest.Start(t, k8stest.Options{})
+	ctx := t.Context()
+	for name, labels := range map[string]map[string]string{"prod-shop": {"env": "prod"}, "bulwark": nil} {
+		if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		return p
 	}
+	if _, err := cluster.Client.CoreV1().ConfigMaps("bulwark").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "teams"},
+		Data: map[string]string{"allowed": "search"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, doc string) string { return writeTestFile(t, dir, name, doc) }
+	pol := write("pol.yaml", `apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: prod-teams}
+spec:
+  mode: deny
+  scope:
+    namespaceSelector: {matchLabels: {env: prod}}
+  paramRef: {name: teams}
+  rules:
+    - name: team
+      expression: "has(object.metadata.labels) && object.metadata.labels.team in params.allowed.split(',')"
+      messageExpression: "'team must be one of ' + params.allowed"
+`)
+	deploy := policyTestdata(t, "manifests", "compliant.yaml") // prod-shop, team: shop
+	gate := func(extra ...string) []string {
+		return append([]string{"policy", "test", "-f", pol, "--cluster", "--kubeconfig", cluster.Kubeconfig}, extra...)
+	}
+	// prod-shop is env=prod in the cluster, the cluster's ConfigMap allows
+	// search only: denied, with the cluster's params.
+	r := run(t, gate(deploy)...).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "team must be one of search") || strings.Contains(r.stdout, "note:") {
+		t.Errorf("from the cluster:\n%s", r.stdout)
+	}
+	// A ConfigMap among the manifests wins over the cluster's.
+	cm := write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: teams, namespace: bulwark}\ndata: {allowed: \"shop\"}\n")
+	run(t, gate(cm, deploy)...).want(t, ExitOK)
+	// Relabelled in the cluster: out of scope.
+	nsObj, err := cluster.Client.CoreV1().Namespaces().Get(ctx, "prod-shop", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels["env"] = "staging"
+	if _, err := cluster.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, gate(deploy)...).want(t, ExitOK)
+	// A namespace the cluster does not have: judged as matching, with a note.
+	pod := write("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {team: shop}}\nspec:\n  containers: [{name: c, image: busybox}]\n")
+	r = run(t, gate("--namespace", "ghost", pod)...).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, `note: namespace "ghost": labels unknown (not among the manifests or --namespace-labels, and not in the cluster)`) {
+		t.Errorf("namespace missing from the cluster:\n%s\n%s", r.stdout, r.stderr)
+	}
+	// An unreachable cluster is an error, not a guess.
+	bad := write("bad.kubeconfig", "apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: \"https://127.0.0.1:1\"}}]\n"+
+		"contexts: [{name: x, context: {cluster: x, user: x}}]\ncurrent-context: x\nusers: [{name: x, user: {token: t}}]\n")
+	r = run(t, "policy", "test", "-f", pol, "--cluster", "--kubeconfig", bad, deploy).want(t, ExitError)
+	if !strings.Contains(r.stderr, "read from the cluster") {
+		t.Errorf("unreachable cluster: %s", r.stderr)
+	}
+}
+
+func TestPolicyTestParamRef(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string { return writeTestFile(t, dir, name, doc) }
 	pol := write("pol.yaml", `apiVersion: bulwark.dev/v1alpha1
 kind: Policy
 metadata: {name: teams}

@@ -6,12 +6,14 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/bulwark-security/bulwark/internal/admission"
 	"github.com/bulwark-security/bulwark/internal/celeval"
 	"github.com/bulwark-security/bulwark/internal/policy"
 	"github.com/bulwark-security/bulwark/internal/posture"
@@ -46,8 +48,11 @@ func loadPolicySet(ctx context.Context, paths []string) (*policy.Set, error) {
 
 func (a *app) policyTestCmd() *cobra.Command {
 	var files []string
-	var format, output, namespace, paramsNamespace, server, token, serverCA string
-	var failOpen bool
+	var format, output, server, token, serverCA string
+	var nsLabels []string
+	var fromCluster bool
+	var kubeconfig, kubeContext string
+	opt := gateOptions{}
 	cmd := &cobra.Command{
 		Use:   "test -f POLICY MANIFEST...",
 		Short: "Judge Kubernetes manifests with the policies the admission webhook enforces",
@@ -64,17 +69,23 @@ are violations unless --fail-open is given (then a note).
 A manifest without metadata.namespace is judged in --namespace. Namespace
 objects among the manifests give their namespaces' labels to namespace
 selectors and to CEL's namespaceObject, as the API server gives them to the
-webhook (add the cluster's: kubectl get namespaces -o yaml > ns.yaml); for a
-namespace not among them, namespace selectors match. ConfigMaps among the
+webhook. For the other namespaces the labels come from --namespace-labels,
+then, with --cluster, from the cluster itself (read-only: get namespaces).
+A namespace whose labels are known nowhere is judged as if every namespace
+selector matched it, and the report says so in a note. ConfigMaps among the
 manifests in --params-namespace (or without a namespace) are the params of
 policies whose spec.paramRef names them, as the webhook reads them from its
-own namespace.
+own namespace; with --cluster the others are read from that namespace.
 
 Exit codes: 0 every object admitted (warn and audit included), 1 an object
 would be denied, 2 error (unreadable input, invalid policy).`,
 		Example: `  bulwark policy test -f policies/ deploy/
   bulwark policy test -f prod.yaml --namespace prod-shop --server https://bulwark:8443 --token "$TOKEN" app.yaml
-  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -`,
+  helm template ./chart | bulwark policy test -f prod.yaml --format sarif -o policy.sarif -
+
+  # namespaces' labels given by hand, or read from the target cluster
+  bulwark policy test -f prod.yaml --namespace-labels shop=env=prod,team=web deploy/
+  bulwark policy test -f prod.yaml --cluster --context prod-eu deploy/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -93,7 +104,16 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 				}
 				images = im
 			}
-			rep, err := testManifests(ctx, set, args, a.env.Stdin, namespace, paramsNamespace, images, failOpen)
+			opt.images = images
+			if opt.namespaceLabels, err = parseNamespaceLabels(nsLabels); err != nil {
+				return err
+			}
+			if fromCluster {
+				if opt.cluster, err = kubeClient(kubeconfig, kubeContext); err != nil {
+					return err
+				}
+			}
+			rep, err := testManifests(ctx, set, args, a.env.Stdin, opt)
 			if err != nil {
 				return err
 			}
@@ -123,20 +143,24 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 	fl.StringSliceVarP(&files, "policy", "f", nil, "policy file or directory (repeatable)")
 	fl.StringVar(&format, "format", "table", "output format: "+strings.Join(policy.Formats, ", "))
 	fl.StringVarP(&output, "output", "o", "", "write the report to this file instead of stdout")
-	fl.StringVar(&namespace, "namespace", "default", "namespace of manifests that do not set one")
-	fl.StringVar(&paramsNamespace, "params-namespace", "bulwark", "namespace of the ConfigMaps policies name in spec.paramRef (the webhook's)")
+	fl.StringVar(&opt.namespace, "namespace", "default", "namespace of manifests that do not set one")
+	fl.StringVar(&opt.paramsNamespace, "params-namespace", "bulwark", "namespace of the ConfigMaps policies name in spec.paramRef (the webhook's)")
+	fl.StringArrayVar(&nsLabels, "namespace-labels", nil, "labels of a namespace not among the manifests: NAMESPACE=KEY=VALUE[,KEY=VALUE...]; repeatable")
+	fl.BoolVar(&fromCluster, "cluster", false, "read the namespaces (and paramRef ConfigMaps) not among the manifests from the cluster of --kubeconfig/--context")
+	fl.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --cluster (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+	fl.StringVar(&kubeContext, "context", "", "kubeconfig context for --cluster")
 	fl.StringVar(&server, "server", "", "central (https://host:8443) to read image findings from")
 	fl.StringVar(&token, "token", "", "API token for --server, role agent or analyst (env BULWARK_TOKEN)")
 	fl.StringVar(&serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
-	fl.BoolVar(&failOpen, "fail-open", false, "admit images whose findings cannot be had (as the webhook's --fail-open)")
+	fl.BoolVar(&opt.failOpen, "fail-open", false, "admit images whose findings cannot be had (as the webhook's --fail-open)")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(policy.Formats, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 // testManifests decodes manifests with posture's decoder and judges every
 // workload as a CREATE.
-func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin io.Reader, namespace, paramsNamespace string,
-	images policy.ImageSource, failOpen bool) (*policy.Report, error) {
+func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin io.Reader, opt gateOptions) (*policy.Report, error) {
+	namespace, paramsNamespace := opt.namespace, opt.paramsNamespace
 	dec, err := posture.NewDecoder(posture.Limits{})
 	if err != nil {
 		return nil, err
@@ -178,7 +202,8 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	// Namespace objects are the context of the workloads in them;
 	// ConfigMaps in the params namespace the params of paramRef policies.
 	namespaces := map[string]*corev1.Namespace{}
-	params := policy.StaticParams{}
+	static := policy.StaticParams{}
+	var params policy.ParamSource = static
 	used := make([]bool, len(in.Objects)) // by index: taken as context, not judged
 	for i := range in.Objects {
 		switch o := in.Objects[i].Typed.(type) {
@@ -187,10 +212,15 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 			used[i] = true
 		case *corev1.ConfigMap:
 			if o.Namespace == "" || o.Namespace == paramsNamespace {
-				params[o.Name] = o.Data
+				static[o.Name] = o.Data
 				used[i] = true
 			}
 		}
+	}
+	nsctx := &gateNamespaces{given: namespaces, labels: opt.namespaceLabels, needed: set.UsesNamespaceLabels()}
+	if opt.cluster != nil {
+		nsctx.cluster = admission.NewClientNamespaces(opt.cluster, time.Hour)
+		params = chainParams{static, admission.NewClientConfigMaps(opt.cluster, paramsNamespace, time.Hour)}
 	}
 	for i := range in.Objects {
 		o := &in.Objects[i]
@@ -205,11 +235,16 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 		if ns == "" {
 			ns = namespace
 		}
+		nsObj, err := nsctx.get(ctx, ns)
+		if err != nil {
+			return nil, err
+		}
 		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
-			NamespaceObject: namespaces[ns], Params: params, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: images, FailOpen: failOpen}
+			NamespaceObject: nsObj, Params: params, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: opt.images, FailOpen: opt.failOpen}
 		d := set.Evaluate(ctx, req)
 		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
 	}
+	rep.Notes = append(rep.Notes, nsctx.notes()...)
 	return rep, nil
 }
 

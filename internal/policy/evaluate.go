@@ -249,6 +249,18 @@ func (s *Set) Policies() []*Policy { return s.policies }
 // with decisions so a verdict can be traced to the policies that made it.
 func (s *Set) Version() string { return s.version }
 
+// UsesNamespaceLabels reports whether a namespace's labels can change a
+// verdict: some policy's scope has a namespaceSelector, or some custom
+// rule reads namespaceObject.
+func (s *Set) UsesNamespaceLabels() bool {
+	for _, p := range s.policies {
+		if p.scope.namespaceSelector != nil {
+			return true
+		}
+	}
+	return s.celUses[celeval.VarNamespaceObject]
+}
+
 // Verdict is the outcome of a decision.
 type Verdict string
 

@@ -30,7 +30,10 @@ type Report struct {
 	PolicyVersion string       `json:"policyVersion"`
 	Items         []ReportItem `json:"items"`
 	Skipped       []string     `json:"skipped,omitempty"`
-	Errors        []string     `json:"errors,omitempty"`
+	// Notes say where the verdicts rest on an assumption (a namespace
+	// whose labels were not known).
+	Notes  []string `json:"notes,omitempty"`
+	Errors []string `json:"errors,omitempty"`
 }
 
 // Denied counts the objects the webhook would refuse.
@@ -96,6 +99,9 @@ func writeTable(w io.Writer, rep *Report) error {
 	}
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	for _, s := range rep.Notes {
+		fmt.Fprintf(w, "note: %s\n", s)
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
@@ -202,13 +208,21 @@ func writeSARIF(w io.Writer, rep *Report) error {
 	if results == nil {
 		results = []result{}
 	}
+	run := map[string]any{
+		"tool":    map[string]any{"driver": map[string]any{"name": "bulwark-policy", "informationUri": "https://github.com/bulwark-security/bulwark", "rules": rl}},
+		"results": results,
+	}
+	if len(rep.Notes) > 0 {
+		notes := make([]any, len(rep.Notes))
+		for i, n := range rep.Notes {
+			notes[i] = map[string]any{"level": "warning", "message": msg{n}}
+		}
+		run["invocations"] = []any{map[string]any{"executionSuccessful": true, "toolExecutionNotifications": notes}}
+	}
 	doc := map[string]any{
 		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
 		"version": "2.1.0",
-		"runs": []any{map[string]any{
-			"tool":    map[string]any{"driver": map[string]any{"name": "bulwark-policy", "informationUri": "https://github.com/bulwark-security/bulwark", "rules": rl}},
-			"results": results,
-		}},
+		"runs":    []any{run},
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
