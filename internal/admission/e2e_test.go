@@ -40,6 +40,31 @@ func pod(name, img string) *corev1.Pod {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: img}}}}
 }
 
+// installWebhook points the API server at w (failure policy Fail,
+// kube-system and bulwark excluded).
+func installWebhook(t *testing.T, c kubernetes.Interface, w *webhook) {
+	t.Helper()
+	cfg, err := WebhookConfiguration(InstallOptions{URL: w.URL, CABundle: w.Certs.CABundle(), FailurePolicy: "Fail",
+		ExcludeNamespaces: []string{"kube-system", "bulwark"}, TimeoutSeconds: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(context.Background(), c, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryPod creates a pod and deletes it again when admitted: the
+// webhook's verdict is the error.
+func tryPod(ctx context.Context, c kubernetes.Interface, ns, name, img string) error {
+	pods := c.CoreV1().Pods(ns)
+	_, err := pods.Create(ctx, pod(name, img), metav1.CreateOptions{})
+	if err == nil {
+		_ = pods.Delete(ctx, name, metav1.DeleteOptions{})
+	}
+	return err
+}
+
 // TestEndToEndKubeAPIServer runs the webhook behind a real kube-apiserver
 // (internal/k8s/k8stest), with findings from a real central holding a real
 // scan, and drives it with client-go as kubectl would.
@@ -171,22 +196,8 @@ func TestParamRefKubeAPIServer(t *testing.T) {
       messageExpression: "'images must come from ' + params.registries"`))
 	params := NewClientConfigMaps(cluster.Client, "bulwark", 50*time.Millisecond)
 	w := startWebhookWith(t, Config{Cluster: "e2e"}, pol, nil, false, func(d *Deps) { d.Params = params })
-	cfg, err := WebhookConfiguration(InstallOptions{URL: w.URL, CABundle: w.Certs.CABundle(), FailurePolicy: "Fail",
-		ExcludeNamespaces: []string{"kube-system", "bulwark"}, TimeoutSeconds: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Apply(ctx, cluster.Client, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pods := cluster.Client.CoreV1().Pods("prod")
-	create := func(name, img string) error {
-		_, err := pods.Create(ctx, pod(name, img), metav1.CreateOptions{})
-		if err == nil {
-			_ = pods.Delete(ctx, name, metav1.DeleteOptions{})
-		}
-		return err
-	}
+	installWebhook(t, cluster.Client, w)
+	create := func(name, img string) error { return tryPod(ctx, cluster.Client, "prod", name, img) }
 	// No ConfigMap yet: denied, saying which one to create.
 	var last error
 	waitFor(t, 30*time.Second, func() bool {

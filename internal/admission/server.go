@@ -68,6 +68,10 @@ type Deps struct {
 	// Params reads the ConfigMaps policies name in spec.paramRef (a
 	// *ClientConfigMaps in production); nil: those rules deny.
 	Params policy.ParamSource
+	// ParamObjects reads the param resources of policies with a
+	// spec.paramKind (a *ClientParamObjects in production); nil: those
+	// rules deny.
+	ParamObjects policy.ObjectParamSource
 	// Recorder may be nil (no records sent).
 	Recorder *Recorder
 	// Certs serves TLS; nil serves plain HTTP (tests of the handler only).
@@ -232,7 +236,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	case req.Operation == "DELETE":
 		d = policy.Decision{Allowed: true, Verdict: policy.VerdictAllow, PolicyVersion: set.Version()}
 	default:
-		req.Images, req.FailOpen, req.Params = s.deps.Images, s.cfg.FailOpen, s.deps.Params
+		req.Images, req.FailOpen, req.Params, req.ParamObjects = s.deps.Images, s.cfg.FailOpen, s.deps.Params, s.deps.ParamObjects
 		if s.deps.Namespaces != nil && req.Namespace != "" {
 			if ns, err := s.deps.Namespaces.Namespace(ctx, req.Namespace); err == nil {
 				req.NamespaceObject = ns

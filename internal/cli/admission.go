@@ -242,12 +242,21 @@ func (a *app) runAdmissionServe(ctx context.Context, f *admissionServeFlags) err
 	}
 	deps := admission.Deps{Policies: watcher, Images: images, Recorder: recorder, Certs: certs, Logger: log, Registry: reg, Metrics: m}
 	if !f.noNamespaces {
-		kc, err := kubeClient(f.kubeconfig, f.kubeContext)
+		cfg, err := k8s.RESTConfig(f.kubeconfig, f.kubeContext)
+		var kc kubernetes.Interface
+		if err == nil {
+			kc, err = kubernetes.NewForConfig(cfg)
+		}
+		var po *admission.ClientParamObjects
+		if err == nil {
+			po, err = admission.NewClientParamObjects(cfg, 0)
+		}
 		if err != nil {
-			log.Warn("namespace and ConfigMap lookups disabled: no Kubernetes client (namespace selectors always match, paramRef rules deny)", "err", err)
+			log.Warn("namespace and parameter lookups disabled: no Kubernetes client (namespace selectors always match, paramRef rules deny)", "err", err)
 		} else {
 			deps.Namespaces = admission.NewClientNamespaces(kc, 0)
 			deps.Params = admission.NewClientConfigMaps(kc, f.paramsNamespace, 0)
+			deps.ParamObjects = po
 		}
 	}
 	srv, err := admission.New(admission.Config{Listen: f.listen, FailOpen: f.failOpen, Cluster: f.cluster, MaxBodyBytes: f.maxBody}, deps)

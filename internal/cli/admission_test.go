@@ -397,3 +397,39 @@ func TestAdmissionInstallApply(t *testing.T) {
 		t.Errorf("applied: %+v", wh)
 	}
 }
+
+// Objects of a policy's spec.paramKind among the manifests are its params
+// (not workloads), looked up in the judged object's namespace.
+func TestPolicyTestParamKind(t *testing.T) {
+	dir := t.TempDir()
+	pol := writeTestFile(t, dir, "pol.yaml", `apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: team-registries}
+spec:
+  mode: deny
+  paramKind: {apiVersion: params.example.com/v1, kind: RegistryAllowList}
+  paramRef: {name: registries}
+  rules:
+    - name: registry
+      expression: "object.spec.template.spec.containers.all(c, params.spec.registries.exists(r, c.image.startsWith(r + '/')))"
+      messageExpression: "'images must come from ' + params.spec.registries.join(', ')"
+`)
+	list := func(ns, reg string) string {
+		return writeTestFile(t, dir, ns+"-"+reg+".yaml", "apiVersion: params.example.com/v1\nkind: RegistryAllowList\nmetadata: {name: registries, namespace: "+ns+"}\nspec: {registries: ["+reg+"]}\n")
+	}
+	deploy := policyTestdata(t, "manifests", "compliant.yaml") // prod-shop, registry.example.com
+	r := run(t, "policy", "test", "-f", pol, deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "do not exist") {
+		t.Errorf("no allow list:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, list("prod-shop", "registry.example.com"), deploy).want(t, ExitOK)
+	if strings.Contains(r.stdout, "RegistryAllowList") {
+		t.Errorf("the params object is listed:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, list("prod-shop", "docker.io"), deploy).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "images must come from docker.io (params: RegistryAllowList prod-shop/registries)") {
+		t.Errorf("other registry:\n%s", r.stdout)
+	}
+	// Another namespace's list is not this namespace's.
+	run(t, "policy", "test", "-f", pol, list("staging", "registry.example.com"), deploy).want(t, ExitPolicyFailed)
+}

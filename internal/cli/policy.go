@@ -10,11 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/bulwark-security/bulwark/internal/admission"
 	"github.com/bulwark-security/bulwark/internal/celeval"
+	"github.com/bulwark-security/bulwark/internal/k8s"
 	"github.com/bulwark-security/bulwark/internal/policy"
 	"github.com/bulwark-security/bulwark/internal/posture"
 	"github.com/bulwark-security/bulwark/internal/scan"
@@ -109,8 +111,15 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 				return err
 			}
 			if fromCluster {
-				if opt.cluster, err = kubeClient(kubeconfig, kubeContext); err != nil {
-					return err
+				cfg, err := k8s.RESTConfig(kubeconfig, kubeContext)
+				if err != nil {
+					return fmt.Errorf("--cluster: %w", err)
+				}
+				if opt.cluster, err = kubernetes.NewForConfig(cfg); err != nil {
+					return fmt.Errorf("--cluster: %w", err)
+				}
+				if opt.clusterParams, err = admission.NewClientParamObjects(cfg, time.Hour); err != nil {
+					return fmt.Errorf("--cluster: %w", err)
 				}
 			}
 			rep, err := testManifests(ctx, set, args, a.env.Stdin, opt)
@@ -205,7 +214,19 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	static := policy.StaticParams{}
 	var params policy.ParamSource = static
 	used := make([]bool, len(in.Objects)) // by index: taken as context, not judged
+	paramKinds := set.ParamKinds()
+	var objects policy.StaticObjects
 	for i := range in.Objects {
+		o := &in.Objects[i]
+		if paramKinds[[2]string{o.Ref.APIVersion, o.Ref.Kind}] {
+			obj, err := manifestObject(o)
+			if err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("%s:%d: %s/%s: %v", o.Ref.Source, o.Ref.Line, o.Ref.Kind, o.Ref.Name, err))
+			} else {
+				objects = append(objects, policy.NewParamResource(obj))
+			}
+			used[i] = true
+		}
 		switch o := in.Objects[i].Typed.(type) {
 		case *corev1.Namespace:
 			namespaces[o.Name] = o
@@ -221,6 +242,10 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 	if opt.cluster != nil {
 		nsctx.cluster = admission.NewClientNamespaces(opt.cluster, time.Hour)
 		params = chainParams{static, admission.NewClientConfigMaps(opt.cluster, paramsNamespace, time.Hour)}
+	}
+	var paramObjects policy.ObjectParamSource = objects
+	if opt.clusterParams != nil {
+		paramObjects = chainObjects{objects, opt.clusterParams}
 	}
 	for i := range in.Objects {
 		o := &in.Objects[i]
@@ -240,7 +265,7 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 			return nil, err
 		}
 		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
-			NamespaceObject: nsObj, Params: params, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: opt.images, FailOpen: opt.failOpen}
+			NamespaceObject: nsObj, Params: params, ParamObjects: paramObjects, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: opt.images, FailOpen: opt.failOpen}
 		d := set.Evaluate(ctx, req)
 		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
 	}

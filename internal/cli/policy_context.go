@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bulwark-security/bulwark/internal/admission"
 	"github.com/bulwark-security/bulwark/internal/policy"
+	"github.com/bulwark-security/bulwark/internal/posture"
 )
 
 // gateOptions are `bulwark policy test`'s inputs besides the manifests.
@@ -26,7 +28,8 @@ type gateOptions struct {
 	namespaceLabels map[string]map[string]string
 	// cluster is --cluster's client (nil without): namespaces and paramRef
 	// ConfigMaps not among the manifests are read from it.
-	cluster kubernetes.Interface
+	cluster       kubernetes.Interface
+	clusterParams policy.ObjectParamSource
 }
 
 // gateNamespaces gives each judged object its namespace as the API server
@@ -144,4 +147,38 @@ func (c chainParams) ConfigMapData(ctx context.Context, name string) (map[string
 		}
 	}
 	return nil, false, nil
+}
+
+// chainObjects asks each ObjectParamSource in turn: the first that finds
+// objects answers (the manifests' before the cluster's).
+type chainObjects []policy.ObjectParamSource
+
+func (c chainObjects) ParamObjects(ctx context.Context, q *policy.ParamQuery) ([]policy.ParamObject, error) {
+	for _, p := range c {
+		objs, err := p.ParamObjects(ctx, q)
+		if err != nil || len(objs) > 0 {
+			return objs, err
+		}
+	}
+	return nil, nil
+}
+
+// manifestObject is a manifest object in the JSON-shaped form CEL's params
+// take (as the API server would serve it).
+func manifestObject(o *posture.Object) (map[string]any, error) {
+	if o.Unstructured != nil {
+		return o.Unstructured.Object, nil
+	}
+	raw := o.Raw
+	if raw == nil && o.Typed != nil {
+		var err error
+		if raw, err = json.Marshal(o.Typed); err != nil {
+			return nil, err
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("read as params: %w", err)
+	}
+	return m, nil
 }

@@ -202,7 +202,7 @@ func (s *Set) groupRules() {
 			}
 			src := r.expr.String()
 			r.group = -1
-			if r.paramRef != "" { // params known per request only: not shared
+			if r.paramRef != "" || r.paramKind != nil { // params known per request only: not shared
 				continue
 			}
 			for _, g := range byExpr[src] {
@@ -248,6 +248,21 @@ func (s *Set) Policies() []*Policy { return s.policies }
 // Version identifies the policy text (a hash of every source), recorded
 // with decisions so a verdict can be traced to the policies that made it.
 func (s *Set) Version() string { return s.version }
+
+// ParamKinds are the (apiVersion, kind) pairs of the policies'
+// spec.paramKind: objects of these kinds among a pipeline's manifests are
+// params, not workloads.
+func (s *Set) ParamKinds() map[[2]string]bool {
+	out := map[[2]string]bool{}
+	for _, p := range s.policies {
+		for i := range p.cel {
+			if pk := p.cel[i].paramKind; pk != nil {
+				out[[2]string{pk.apiVersion, pk.kind}] = true
+			}
+		}
+	}
+	return out
+}
 
 // UsesNamespaceLabels reports whether a namespace's labels can change a
 // verdict: some policy's scope has a namespaceSelector, or some custom
@@ -387,6 +402,8 @@ type evaluation struct {
 	celErr  error
 	cel     []celResult           // by rule group
 	params  map[string]paramEntry // paramRef ConfigMaps read, by name
+	// paramObjs are the paramKind resources read, by query.
+	paramObjs map[string]paramObjsEntry
 	// release returns the CEL variables' maps to the set's pool once the
 	// evaluation is over (nothing in a Decision refers to them).
 	release []func()
@@ -999,6 +1016,9 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 			return v, true
 		}
 	}
+	if r.paramKind != nil && err == nil {
+		return r.evalEachParam(ctx, ev, v, vars)
+	}
 	if err == nil {
 		var ok bool
 		ok, err = ev.evalRule(ctx, r, vars)
@@ -1006,9 +1026,15 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 			return v, false
 		}
 	}
+	return r.violation(ctx, v, vars, err), true
+}
+
+// violation fills v's message: the evaluation error, or the rule's
+// message (its messageExpression's when that evaluates).
+func (r *celRule) violation(ctx context.Context, v Violation, vars celeval.Vars, err error) Violation {
 	if err != nil {
 		v.Message = fmt.Sprintf("custom rule %s could not be evaluated: %v", r.name, err)
-		return v, true
+		return v
 	}
 	v.Message = r.message
 	if r.msgExpr != nil {
@@ -1016,7 +1042,72 @@ func (r *celRule) eval(ctx context.Context, ev *evaluation) (Violation, bool) {
 			v.Message = m
 		}
 	}
-	return v, true
+	return v
+}
+
+// evalEachParam evaluates a rule of a policy with a paramKind once per
+// param resource (ValidatingAdmissionPolicy's rule for a selector that
+// matches several): it holds only if it holds for every one; the
+// violation names the first it fails for.
+func (r *celRule) evalEachParam(ctx context.Context, ev *evaluation, v Violation, vars celeval.Vars) (Violation, bool) {
+	q := r.paramKind.query(ev.req.Namespace)
+	objs, err := ev.paramObjects(ctx, q)
+	switch {
+	case err != nil:
+		v.Message = fmt.Sprintf("custom rule %s: its params (%s) could not be read: %v", r.name, q, err)
+		return v, true
+	case len(objs) == 0 && r.paramNotFoundAllow:
+		return v, false
+	case len(objs) == 0:
+		v.Message = fmt.Sprintf("custom rule %s: its params (%s) do not exist", r.name, q)
+		v.Fix = "create the " + r.paramKind.kind + " paramRef names, or set paramRef.notFound: allow"
+		return v, true
+	}
+	for _, o := range objs {
+		vars.Params = o.Object
+		ok, err := r.expr.Eval(ctx, vars)
+		if err == nil && ok {
+			continue
+		}
+		v = r.violation(ctx, v, vars, err)
+		where := o.Name
+		if o.Namespace != "" {
+			where = o.Namespace + "/" + o.Name
+		}
+		v.Message += " (params: " + r.paramKind.kind + " " + where + ")"
+		return v, true
+	}
+	return v, false
+}
+
+// query is the ParamQuery of a request in namespace ns.
+func (p *paramKindRef) query(ns string) *ParamQuery {
+	return &ParamQuery{APIVersion: p.apiVersion, Kind: p.kind, Name: p.name, Selector: p.selector, Namespace: p.namespace, RequestNamespace: ns}
+}
+
+// paramObjects reads a paramKind query's objects once per request (the
+// rules of one policy share them).
+func (ev *evaluation) paramObjects(ctx context.Context, q *ParamQuery) ([]ParamObject, error) {
+	key := q.String()
+	if p, ok := ev.paramObjs[key]; ok {
+		return p.objs, p.err
+	}
+	var p paramObjsEntry
+	if ev.req.ParamObjects == nil {
+		p.err = errors.New("no source for param resources (the webhook has no Kubernetes client)")
+	} else {
+		p.objs, p.err = ev.req.ParamObjects.ParamObjects(ctx, q)
+	}
+	if ev.paramObjs == nil {
+		ev.paramObjs = map[string]paramObjsEntry{}
+	}
+	ev.paramObjs[key] = p
+	return p.objs, p.err
+}
+
+type paramObjsEntry struct {
+	objs []ParamObject
+	err  error
 }
 
 // paramData reads a paramRef's ConfigMap once per request (rules of one

@@ -21,6 +21,7 @@ func FuzzLoadPolicy(f *testing.F) {
 	f.Add([]byte(policyDoc("p", "  mode: deny\n  rules:\n    - name: r\n      expression: \"object.metadata.name == 'x'\"")))
 	f.Add([]byte(policyDoc("p", "  mode: deny\n  params: {max: 3, l: [a, {b: null}], t: 2026-01-02, &x y: *x}\n  rules:\n    - name: r\n      expression: \"params.max > 1\"")))
 	f.Add([]byte(policyDoc("p", "  mode: deny\n  paramRef: {name: team-limits, notFound: allow}\n  rules:\n    - name: r\n      expression: \"params.max == '3'\"")))
+	f.Add([]byte(policyDoc("p", "  mode: deny\n  paramKind: {apiVersion: x.example.com/v1, kind: Limits}\n  paramRef: {selector: {matchLabels: {a: b}}, namespace: ns}\n  rules:\n    - name: r\n      expression: \"params.spec.max == 3\"")))
 	f.Add([]byte("apiVersion: bulwark.dev/v1alpha1\nkind: PolicyList\nitems: [{kind: Policy}]\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("\xff\xfe"))

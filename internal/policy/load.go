@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/bulwark-security/bulwark/internal/celeval"
 	"github.com/bulwark-security/bulwark/internal/posture"
@@ -88,10 +89,22 @@ type specYAML struct {
 	// custom rules see as params instead (ValidatingAdmissionPolicy's
 	// paramRef), read when a request is judged.
 	ParamRef *paramRefYAML `yaml:"paramRef"`
+	// ParamKind makes paramRef name a resource of any kind (a CRD, a
+	// ConfigMap anywhere): the custom rules then see the whole object as
+	// params, as a ValidatingAdmissionPolicy's paramKind.
+	ParamKind *paramKindYAML `yaml:"paramKind"`
+}
+
+type paramKindYAML struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
 }
 
 type paramRefYAML struct {
 	Name string `yaml:"name"`
+	// Namespace and Selector: with paramKind only (see ParamQuery).
+	Namespace string        `yaml:"namespace"`
+	Selector  *selectorYAML `yaml:"selector"`
 	// NotFound: deny (default) or allow, when the ConfigMap does not exist
 	// (ValidatingAdmissionPolicy's parameterNotFoundAction).
 	NotFound string `yaml:"notFound"`
@@ -712,16 +725,53 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 	}
 	var paramRef string
 	var paramAllow bool
-	if pr := s.ParamRef; pr != nil {
+	var paramKind *paramKindRef
+	if s.ParamKind != nil && s.ParamRef == nil {
+		bad("paramKind without paramRef: paramRef says which object (name or selector)", "paramKind")
+	}
+	if pr := s.ParamRef; pr != nil && s.ParamKind != nil {
+		pk := s.ParamKind
+		paramKind = &paramKindRef{apiVersion: pk.APIVersion, kind: pk.Kind, name: pr.Name, namespace: pr.Namespace}
+		if gv, err := schema.ParseGroupVersion(pk.APIVersion); err != nil || pk.APIVersion == "" || gv.Version == "" {
+			bad(fmt.Sprintf("paramKind.apiVersion %q: want GROUP/VERSION, or v1 for the core group", pk.APIVersion), "paramKind", "apiVersion")
+		}
+		if !kindRE.MatchString(pk.Kind) {
+			bad(fmt.Sprintf("paramKind.kind %q: want a kind such as ConfigMap", pk.Kind), "paramKind", "kind")
+		}
+		switch {
+		case s.Params.Kind != 0:
+			bad("params and paramRef: set one (inline params, or a resource's)", "paramRef")
+		case (pr.Name == "") == (pr.Selector == nil):
+			bad("paramRef: set one of name and selector", "paramRef")
+		case pr.Name != "" && !nameRE.MatchString(pr.Name):
+			bad(fmt.Sprintf("paramRef.name %q: want an object name (lower case letters, digits, '-' and '.')", pr.Name), "paramRef", "name")
+		case pr.Namespace != "" && !nameRE.MatchString(pr.Namespace):
+			bad(fmt.Sprintf("paramRef.namespace %q: want a namespace name", pr.Namespace), "paramRef", "namespace")
+		case len(s.Rules) == 0:
+			bad("paramRef without rules: only custom rules see params", "paramRef")
+		}
+		if pr.Selector != nil {
+			sel, err := newSelector(pr.Selector)
+			if err != nil {
+				bad(err.Error(), "paramRef", "selector")
+			} else {
+				paramKind.selector = sel.sel
+			}
+		}
+	} else if pr != nil {
 		paramRef = pr.Name
 		switch {
 		case s.Params.Kind != 0:
 			bad("params and paramRef: set one (inline params, or a ConfigMap's data)", "paramRef")
+		case pr.Namespace != "" || pr.Selector != nil:
+			bad("paramRef.namespace and paramRef.selector need a paramKind (e.g. {apiVersion: v1, kind: ConfigMap}; without it paramRef.name is a ConfigMap in Bulwark's namespace)", "paramRef")
 		case !nameRE.MatchString(pr.Name):
 			bad(fmt.Sprintf("paramRef.name %q: want a ConfigMap name (lower case letters, digits, '-' and '.')", pr.Name), "paramRef", "name")
 		case len(s.Rules) == 0:
 			bad("paramRef without rules: only custom rules see params", "paramRef")
 		}
+	}
+	if pr := s.ParamRef; pr != nil {
 		switch pr.NotFound {
 		case "", "deny":
 		case "allow":
@@ -744,7 +794,7 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 			continue
 		}
 		r := celRule{name: c.Name, message: c.Message, fix: c.Fix, severity: vulndb.SeverityMedium, params: params, group: -1,
-			paramRef: paramRef, paramNotFoundAllow: paramAllow}
+			paramRef: paramRef, paramNotFoundAllow: paramAllow, paramKind: paramKind}
 		if c.Severity != "" {
 			sev, err := vulndb.ParseSeverity(c.Severity)
 			if err != nil || sev == vulndb.SeverityUnknown {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"github.com/bulwark-security/bulwark/internal/celeval"
 	"github.com/bulwark-security/bulwark/internal/posture"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
@@ -186,6 +188,17 @@ type celRule struct {
 	// not exist the rule is a violation unless paramNotFoundAllow.
 	paramRef           string
 	paramNotFoundAllow bool
+	// paramKind, when set, is the policy's spec.paramKind with its
+	// paramRef: the param resources are read per request through
+	// Request.ParamObjects, and the rule must hold for every one of them.
+	paramKind *paramKindRef
+}
+
+// paramKindRef is a policy's spec.paramKind and spec.paramRef.
+type paramKindRef struct {
+	apiVersion, kind string
+	name, namespace  string
+	selector         labels.Selector
 }
 
 type connectRule struct {
@@ -240,3 +253,6 @@ func (k postureKey) config() posture.Config {
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// kindRE is a Kubernetes kind (CamelCase).
+var kindRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,62}$`)

@@ -631,6 +631,14 @@ func TestLoadErrors(t *testing.T) {
 		{"paramRef without rules", head + "  provenance: {noLatest: true}\n  paramRef: {name: limits}\n", 8, "paramRef without rules"},
 		{"paramRef bad name", head + "  rules: [{name: r, expression: \"true\"}]\n  paramRef: {name: Limits_1}\n", 8, `paramRef.name "Limits_1"`},
 		{"paramRef bad notFound", head + "  rules: [{name: r, expression: \"true\"}]\n  paramRef: {name: limits, notFound: ignore}\n", 8, `paramRef.notFound "ignore"`},
+		{"paramKind without paramRef", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: ConfigMap}\n", 8, "paramKind without paramRef"},
+		{"paramKind bad apiVersion", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: a/b/c, kind: ConfigMap}\n  paramRef: {name: x}\n", 8, `paramKind.apiVersion "a/b/c"`},
+		{"paramKind bad kind", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: configmap}\n  paramRef: {name: x}\n", 8, `paramKind.kind "configmap"`},
+		{"paramRef name and selector", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: ConfigMap}\n  paramRef: {name: x, selector: {matchLabels: {a: b}}}\n", 9, "set one of name and selector"},
+		{"paramRef neither name nor selector", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: ConfigMap}\n  paramRef: {namespace: x}\n", 9, "set one of name and selector"},
+		{"paramRef bad selector", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: ConfigMap}\n  paramRef: {selector: {matchExpressions: [{key: a, operator: Near}]}}\n", 9, "label selector"},
+		{"paramRef namespace without paramKind", head + "  rules: [{name: r, expression: \"true\"}]\n  paramRef: {name: x, namespace: y}\n", 8, "need a paramKind"},
+		{"paramKind bad notFound", head + "  rules: [{name: r, expression: \"true\"}]\n  paramKind: {apiVersion: v1, kind: ConfigMap}\n  paramRef: {name: x, notFound: maybe}\n", 9, `paramRef.notFound "maybe"`},
 		{"bad scanTimeout", head + "  vulnerabilities: {maxSeverity: high, scanTimeout: 5m}\n", 7, "scanTimeout"},
 		{"bad selector", head + "  provenance: {noLatest: true}\n  scope:\n    namespaceSelector: {matchExpressions: [{key: a, operator: Near}]}\n", 9, "label selector"},
 		{"bad kind in scope", head + "  provenance: {noLatest: true}\n  scope: {kinds: [Service]}\n", 8, `kind "Service"`},
@@ -849,5 +857,83 @@ func TestSharedVulnerabilityRules(t *testing.T) {
 		if diff := cmp.Diff(want, summary(set.Evaluate(context.Background(), req))); diff != "" {
 			t.Errorf("decision (-want +got):\n%s", diff)
 		}
+	}
+}
+
+// TestCELParamKind: with spec.paramKind the params are whole objects of
+// any kind; a selector may match several, and the rule must hold for each;
+// without paramRef.namespace the request's namespace is searched.
+func TestCELParamKind(t *testing.T) {
+	l := newTestLoader(t)
+	set := loadYAML(t, l, policyDoc("quota", `  mode: deny
+  paramKind: {apiVersion: limits.example.com/v1, kind: ReplicaLimit}
+  paramRef:
+    selector: {matchLabels: {limits: replicas}}
+  rules:
+    - name: replicas
+      expression: "object.spec.replicas <= params.spec.max"
+      messageExpression: "'at most ' + string(params.spec.max) + ' replicas'"`)+
+		policyDoc("shared", `  mode: deny
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  paramRef: {name: teams, namespace: platform, notFound: allow}
+  rules:
+    - name: team
+      expression: "object.metadata.labels.team in params.data.teams.split(',')"`))
+	if got := set.ParamKinds(); !got[[2]string{"limits.example.com/v1", "ReplicaLimit"}] || !got[[2]string{"v1", "ConfigMap"}] || len(got) != 2 {
+		t.Errorf("ParamKinds %v", got)
+	}
+	limit := func(ns, name string, max int, labels map[string]any) ParamResource {
+		return NewParamResource(map[string]any{"apiVersion": "limits.example.com/v1", "kind": "ReplicaLimit",
+			"metadata": map[string]any{"name": name, "namespace": ns, "labels": labels}, "spec": map[string]any{"max": int64(max)}})
+	}
+	sel := map[string]any{"limits": "replicas"}
+	objs := StaticObjects{
+		limit("a", "base", 5, sel),
+		limit("b", "base", 5, sel),
+		limit("b", "tight", 2, sel),
+		limit("c", "unselected", 1, map[string]any{"other": "x"}),
+		NewParamResource(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "teams", "namespace": "platform"}, "data": map[string]any{"teams": "shop"}}),
+	}
+	dep := func(ns string, replicas int, src ObjectParamSource) *Request {
+		raw := []byte(fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"w","labels":{"team":"shop"}},"spec":{"replicas":%d,"template":{"spec":{"containers":[{"name":"a","image":"registry.example.com/web:1"}]}}}}`, replicas))
+		obj, err := DecodeObject("Deployment", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{Operation: "CREATE", Kind: "Deployment", Namespace: ns, Name: "w", Object: obj, ObjectJSON: raw, ParamObjects: src}
+	}
+	cases := []struct {
+		name     string
+		req      *Request
+		want     []string
+		contains string
+	}{
+		{"one limit, within", dep("a", 5, objs), []string{"verdict=allow"}, ""},
+		{"one limit, over", dep("a", 6, objs), []string{"verdict=deny", "quota deny cel:replicas replicas "}, "at most 5 replicas (params: ReplicaLimit a/base)"},
+		{"two limits, the tighter fails", dep("b", 3, objs), []string{"verdict=deny", "quota deny cel:replicas replicas "}, "at most 2 replicas (params: ReplicaLimit b/tight)"},
+		{"two limits, both hold", dep("b", 2, objs), []string{"verdict=allow"}, ""},
+		{"none selected", dep("c", 1, objs), []string{"verdict=deny", "quota deny cel:replicas replicas "}, "do not exist"},
+		{"no source", dep("a", 1, nil), []string{"verdict=deny", "quota deny cel:replicas replicas ", "shared deny cel:team team "}, "no source for param resources"},
+		{"shared ConfigMap missing: allowed", dep("a", 1, objs[:4]), []string{"verdict=allow"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := set.Evaluate(context.Background(), tc.req)
+			if diff := cmp.Diff(tc.want, summary(d)); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if m := d.Message("Deployment w"); !strings.Contains(m, tc.contains) {
+				t.Errorf("message %q lacks %q", m, tc.contains)
+			}
+		})
+	}
+	// The shared ConfigMap is read in its own namespace, whatever the
+	// request's; its data fails a team not listed.
+	other := append(StaticObjects{}, objs...)
+	other[4] = NewParamResource(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "teams", "namespace": "platform"}, "data": map[string]any{"teams": "search"}})
+	if d := set.Evaluate(context.Background(), dep("a", 1, other)); d.Allowed {
+		t.Errorf("team not in the shared ConfigMap admitted: %v", summary(d))
 	}
 }

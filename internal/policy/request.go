@@ -13,6 +13,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/bulwark-security/bulwark/internal/vulndb"
@@ -195,6 +196,9 @@ type Request struct {
 	// Params reads the ConfigMaps policies name in spec.paramRef; nil:
 	// none can be read (those rules are violations).
 	Params ParamSource
+	// ParamObjects reads the param resources of policies with a
+	// spec.paramKind; nil: none can be read (those rules are violations).
+	ParamObjects ObjectParamSource
 	// ImageRulesOnly judges only the rules about the images (vulnerabilities,
 	// unscanned, provenance): `bulwark scan image --policy`, where the pod
 	// around the image is not known.
@@ -221,6 +225,47 @@ type StaticParams map[string]map[string]string
 func (p StaticParams) ConfigMapData(_ context.Context, name string) (map[string]string, bool, error) {
 	d, ok := p[name]
 	return d, ok, nil
+}
+
+// ParamQuery asks for the param resources of a policy with spec.paramKind
+// (ValidatingAdmissionPolicy's paramKind and paramRef).
+type ParamQuery struct {
+	APIVersion, Kind string
+	// Name, or Selector (every object whose labels match): one of the two.
+	Name     string
+	Selector labels.Selector
+	// Namespace is paramRef.namespace. Empty: the request's namespace
+	// (RequestNamespace) for a namespaced kind, none for a cluster-scoped
+	// one, as ValidatingAdmissionPolicy does.
+	Namespace        string
+	RequestNamespace string
+}
+
+// String names the query in messages and is its cache key.
+func (q *ParamQuery) String() string {
+	s := q.Kind + " (" + q.APIVersion + ")"
+	ns := q.Namespace
+	if ns == "" {
+		ns = q.RequestNamespace + "?" // the request's, if the kind is namespaced
+	}
+	if q.Name != "" {
+		return s + " " + ns + "/" + q.Name
+	}
+	return s + " in " + ns + " selected by {" + q.Selector.String() + "}"
+}
+
+// ParamObject is one param resource: its namespace and name (for
+// messages) and its content as CEL's params (the whole object, JSON-shaped).
+type ParamObject struct {
+	Namespace, Name string
+	Object          map[string]any
+}
+
+// ObjectParamSource reads param resources of any kind. No object found is
+// an empty answer, not an error; errors mean the answer could not be had.
+// The objects must not change once returned.
+type ObjectParamSource interface {
+	ParamObjects(ctx context.Context, q *ParamQuery) ([]ParamObject, error)
 }
 
 // ImageSource gives the vulnerability verdict input for an image.
@@ -286,4 +331,57 @@ func Images(obj runtime.Object) []string {
 		}
 	}
 	return out
+}
+
+// StaticObjects is an ObjectParamSource over objects known beforehand (the
+// pipeline gate's, from the manifests).
+type StaticObjects []ParamResource
+
+// ParamResource is one object of a StaticObjects.
+type ParamResource struct {
+	APIVersion, Kind, Namespace, Name string
+	Labels                            map[string]string
+	Object                            map[string]any
+}
+
+// NewParamResource reads an object's identity from its JSON-shaped form.
+func NewParamResource(obj map[string]any) ParamResource {
+	r := ParamResource{Object: obj}
+	r.APIVersion, _ = obj["apiVersion"].(string)
+	r.Kind, _ = obj["kind"].(string)
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		r.Namespace, _ = md["namespace"].(string)
+		r.Name, _ = md["name"].(string)
+		if ls, ok := md["labels"].(map[string]any); ok {
+			r.Labels = make(map[string]string, len(ls))
+			for k, v := range ls {
+				if s, ok := v.(string); ok {
+					r.Labels[k] = s
+				}
+			}
+		}
+	}
+	return r
+}
+
+// ParamObjects implements ObjectParamSource. Whether a kind is namespaced
+// is not known here: an object without a namespace matches any (a
+// cluster-scoped object, or one the pipeline would apply in its default
+// namespace); one with a namespace matches paramRef.namespace, else the
+// request's.
+func (s StaticObjects) ParamObjects(_ context.Context, q *ParamQuery) ([]ParamObject, error) {
+	ns := q.Namespace
+	if ns == "" {
+		ns = q.RequestNamespace
+	}
+	var out []ParamObject
+	for i := range s {
+		o := &s[i]
+		if o.APIVersion != q.APIVersion || o.Kind != q.Kind || (q.Name != "" && o.Name != q.Name) ||
+			(q.Selector != nil && !q.Selector.Matches(labels.Set(o.Labels))) || (o.Namespace != "" && o.Namespace != ns) {
+			continue
+		}
+		out = append(out, ParamObject{Namespace: o.Namespace, Name: o.Name, Object: o.Object})
+	}
+	return out, nil
 }
