@@ -11,12 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bulwark-security/bulwark/internal/policy"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 )
 
 // TestPoliciesFromCentral runs a webhook whose policies are a local file
@@ -52,7 +52,7 @@ func TestPoliciesFromCentral(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "local.yaml"), []byte(local), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	watcher, err := policy.NewWatcher(ctx, newLoader(t), []string{dir}, log)
 	if err != nil {
@@ -159,22 +159,4 @@ func FuzzDecodeCentralPolicies(f *testing.F) {
 			seen[s.Name] = true
 		}
 	})
-}
-
-// lockedBuffer collects log output written by the poller's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

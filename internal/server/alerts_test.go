@@ -18,6 +18,7 @@ import (
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 )
 
 // defaultRules are Bulwark's real default rules (name, priority, tags),
@@ -387,7 +388,7 @@ func TestKill9DuringAlertIngest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			data, logs := t.TempDir(), &syncBuffer{}
+			data, logs := t.TempDir(), &testlog.Buffer{}
 			defer func() {
 				if t.Failed() {
 					t.Logf("child log:\n%s", tail(logs.String(), 8000))

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/bulwark-security/bulwark/internal/scan"
 	"github.com/bulwark-security/bulwark/internal/server"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 )
 
 // runCLI runs `bulwark ARGS` in-process with BULWARK_TOKEN set.
@@ -354,7 +354,7 @@ func adminFlows(t *testing.T, e *server.Env) {
 // image's scan, creates the admin, prints where to log in, and serves.
 func TestServerDemoCommand(t *testing.T) {
 	data := t.TempDir()
-	out := &lockedBuffer{}
+	out := &testlog.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -420,21 +420,4 @@ func TestServerDemoCommand(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(data, "secret.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("secret key: %v %v", fi, err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 )
 
 // distributionVersion is the CNCF Distribution release the end-to-end
@@ -160,7 +161,7 @@ notifications:
 			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			regLog := &syncBuffer{}
+			regLog := &testlog.Buffer{}
 			cmd := exec.Command(bin, "serve", cfgPath)
 			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.caPath, "OTEL_TRACES_EXPORTER=none")
 			cmd.Stdout, cmd.Stderr = regLog, regLog

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 )
 
 // pushDemoVariants pushes n images to host/repo (tags v0…): the bundled
@@ -117,7 +118,7 @@ func killChildMain() int {
 }
 
 // startChild runs the child server and returns it with its URL.
-func startChild(t *testing.T, dsn, data, dbDir string, logs *syncBuffer) (*exec.Cmd, string) {
+func startChild(t *testing.T, dsn, data, dbDir string, logs *testlog.Buffer) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), killChildEnv+"="+dsn, killChildEnv+"_DATA="+data, killChildEnv+"_DBDIR="+dbDir)
@@ -165,7 +166,7 @@ func TestKill9DuringScanWave(t *testing.T) {
 			const secret = "wave-webhook-secret-0123456789"
 			createRegistry(t, st, "wave", reg.URL, "distribution", secret)
 			data := t.TempDir()
-			logs := &syncBuffer{}
+			logs := &testlog.Buffer{}
 			defer func() {
 				if t.Failed() {
 					t.Logf("child log:\n%s", tail(logs.String(), 8000))

@@ -20,6 +20,7 @@ import (
 	"github.com/bulwark-security/bulwark/internal/demo"
 	"github.com/bulwark-security/bulwark/internal/store"
 	"github.com/bulwark-security/bulwark/internal/store/pgtest"
+	"github.com/bulwark-security/bulwark/internal/testlog"
 	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
@@ -108,26 +109,9 @@ type env struct {
 	url    string
 	caPath string
 	admin  string // admin token
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	cancel context.CancelFunc
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startEnv opens a store at dsn, starts a server with cfg (TLS, port 0,
@@ -152,7 +136,7 @@ func startEnv(t testing.TB, dsn string, cfg Config) *env {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 5 * time.Second
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := New(cfg, Deps{Store: st, Logger: log})
 	if err != nil {
