@@ -189,6 +189,7 @@ func (rc *Recorder) post(ctx context.Context, path string, body any) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+rc.cfg.Token)
+	req.Header.Set(alerts.HeaderSentAt, alerts.SentAt(time.Now()))
 	resp, err := rc.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", path, err)

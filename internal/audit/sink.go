@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/bulwark-security/bulwark/internal/alerts"
 )
@@ -66,6 +67,7 @@ func (s *HTTPSink) post(ctx context.Context, body []byte) (*alerts.IngestResult,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set(alerts.HeaderSentAt, alerts.SentAt(time.Now()))
 	c := s.Client
 	if c == nil {
 		c = http.DefaultClient

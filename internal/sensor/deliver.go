@@ -168,6 +168,7 @@ func (f *Forwarder) Once(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("post alerts: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(alerts.HeaderSentAt, alerts.SentAt(time.Now()))
 	if f.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+f.Token)
 	}

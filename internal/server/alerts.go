@@ -99,7 +99,9 @@ func (s *Server) ingestAlerts(c *call) error {
 		return err
 	}
 	c.audit("alerts", map[string]any{"alerts": len(b.Alerts)})
-	rep, err := s.st.IngestAlertBatch(c.r.Context(), b.Alerts)
+	// A sender that says what its clock read has its occurrences counted
+	// in the timeline on central's clock (alerts.HeaderSentAt).
+	rep, err := s.st.IngestAlertBatchFrom(c.r.Context(), b.Alerts, store.IngestOptions{ClockSkew: alerts.ClockSkew(c.r.Header.Get(alerts.HeaderSentAt), time.Now())})
 	if err != nil {
 		return err
 	}

@@ -489,3 +489,53 @@ func TestKill9DuringAlertIngest(t *testing.T) {
 		})
 	}
 }
+
+// A sender whose clock runs behind (it says so in X-Bulwark-Sent-At) has
+// its occurrences counted in the timeline at central's time, not hours in
+// the past; a sender that says nothing is believed (it may have buffered
+// through an outage). The alerts keep the sender's times.
+func TestTimelineSenderClockBehind(t *testing.T) {
+	e := startEnv(t, backends[0].DSN(t), Config{Workers: -1})
+	agent := e.token(store.RoleAgent)
+	now := time.Now().UTC()
+	behind := now.Add(-3 * time.Hour)
+	post := func(prefix string, hdr ...string) {
+		t.Helper()
+		var batch []alerts.Alert
+		for i := range 3 {
+			batch = append(batch, testAlert(t, fmt.Sprintf("%s-%d", prefix, i), i, "shop", "Deployment/web", behind.Add(time.Duration(i)*time.Second)))
+		}
+		if st, raw := e.do("POST", "/api/v1/alerts", agent, alerts.Batch{Alerts: batch}, hdr...); st != 200 {
+			t.Fatalf("ingest: %d %s", st, raw)
+		}
+	}
+	count := func(at time.Time) int64 {
+		t.Helper()
+		tl, err := e.st.AlertTimeline(context.Background(), at.Add(-15*time.Minute), at.Add(15*time.Minute), 30*time.Minute, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, b := range tl {
+			n += b.Total()
+		}
+		return n
+	}
+	// The sender's clock reads 3 h behind central's: counted now.
+	post("skewed", alerts.HeaderSentAt, behind.Add(2*time.Second).Format(time.RFC3339Nano))
+	if n, past := count(now), count(behind); n != 3 || past != 0 {
+		t.Errorf("clock 3 h behind: %d counted around now, %d three hours ago; want 3 and 0", n, past)
+	}
+	// No header: the times are believed (a buffered sender).
+	post("buffered")
+	if past := count(behind); past != 3 {
+		t.Errorf("no clock given: %d counted three hours ago, want 3", past)
+	}
+	var list listResponse[alertJSON]
+	e.get("/api/v1/alerts?limit=100", &list)
+	for _, a := range list.Items {
+		if a.LastSeen.After(now.Add(-2 * time.Hour)) {
+			t.Errorf("alert %d last seen %v: the sender's times are kept", a.ID, a.LastSeen)
+		}
+	}
+}

@@ -264,6 +264,20 @@ type timelineKey struct {
 // size; rows are written in a fixed order (sorted keys) so that concurrent
 // batches on PostgreSQL cannot deadlock on the same alert rows.
 func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestReport, error) {
+	return s.IngestAlertBatchFrom(ctx, in, IngestOptions{})
+}
+
+// IngestOptions are what central knows about a batch's sender.
+type IngestOptions struct {
+	// ClockSkew is how far central's clock is ahead of the sender's
+	// (alerts.ClockSkew): the occurrences are counted in the timeline at
+	// their time plus it. The alerts keep the sender's times.
+	ClockSkew time.Duration
+}
+
+// IngestAlertBatchFrom is IngestAlertBatch with what is known of the
+// sender.
+func (s *Store) IngestAlertBatchFrom(ctx context.Context, in []AlertIn, opt IngestOptions) (*IngestReport, error) {
 	op := fmt.Sprintf("ingest %d alerts", len(in))
 	for i := range in {
 		if err := in[i].Validate(); err != nil {
@@ -334,7 +348,7 @@ func (s *Store) IngestAlertBatch(ctx context.Context, in []AlertIn) (*IngestRepo
 				g.maxSeverity = max(g.maxSeverity, a.Severity)
 			}
 			g.count++
-			tk := timelineKey{timelineTime(a.Time, now).Unix() / 60, a.Source, a.Severity}
+			tk := timelineKey{timelineTime(a.Time, now, opt.ClockSkew).Unix() / 60, a.Source, a.Severity}
 			tc := timeline[tk]
 			if tc == nil {
 				tc = new([2]int64)
@@ -1189,13 +1203,16 @@ func (b TimelineBucket) Total() int64 {
 const timelineClockAhead = 5 * time.Minute
 
 // timelineTime is the time an occurrence is counted at in the timeline:
-// the sender's (at), the time of the event, unless it is more than
-// timelineClockAhead after central received it (now) — a sender whose
-// clock runs ahead would otherwise put its alerts in buckets the chart
-// shows only once that future arrives (or, for a wrong year, never); they
-// are counted when received instead. Times in the past are kept: a sender
-// that buffered through an outage reports when things happened.
-func timelineTime(at, now time.Time) time.Time {
+// the sender's (at), the time of the event, moved onto central's clock by
+// skew (how far central's clock is ahead of the sender's, when the sender
+// said what its clock read: alerts.HeaderSentAt), unless it is still more
+// than timelineClockAhead after central received it (now) — a sender
+// whose clock runs ahead would otherwise put its alerts in buckets the
+// chart shows only once that future arrives (or, for a wrong year, never);
+// they are counted when received instead. Times in the past are kept: a
+// sender that buffered through an outage reports when things happened.
+func timelineTime(at, now time.Time, skew time.Duration) time.Time {
+	at = at.Add(skew)
 	if at.After(now.Add(timelineClockAhead)) {
 		return now
 	}
