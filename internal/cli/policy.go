@@ -78,6 +78,8 @@ selector matched it, and the report says so in a note. ConfigMaps among the
 manifests in --params-namespace (or without a namespace) are the params of
 policies whose spec.paramRef names them, as the webhook reads them from its
 own namespace; with --cluster the others are read from that namespace.
+Objects of a policy's spec.paramKind among the manifests are its params (with
+--cluster, the others are read from the cluster).
 
 Exit codes: 0 every object admitted (warn and audit included), 1 an object
 would be denied, 2 error (unreadable input, invalid policy).`,
