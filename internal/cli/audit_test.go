@@ -80,3 +80,12 @@ func TestAuditRateFlags(t *testing.T) {
 		}
 	}
 }
+
+// A retention of alert ids too short to recognize a replay is refused
+// before central starts.
+func TestServerAlertIDRetentionFlag(t *testing.T) {
+	r := run(t, "server", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--alert-id-retention", "5m").want(t, ExitError)
+	if !strings.Contains(r.stderr, "--alert-id-retention 5m0s: at least 1h") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+}

@@ -91,6 +91,7 @@ image, creates the admin user if there is none, and says where to log in.`,
 	fl.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (only allowed on a loopback address)")
 	fl.IntVar(&c.Workers, "workers", 2, "concurrent scan jobs (0: this replica runs no jobs)")
 	fl.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running scans may finish before they are re-queued")
+	fl.DurationVar(&c.AlertIDRetention, "alert-id-retention", 30*24*time.Hour, "how long accepted alert ids are kept so a sender's replayed batch is not stored twice (at least 1h; set above the longest a sender may buffer)")
 	fl.DurationVar(&c.SweepInterval, "sweep-interval", 15*time.Minute, "how often registries without notifications are listed for new images (0 disables)")
 	fl.BoolVar(&c.SweepAll, "sweep-all", false, "sweep registries that send notifications too")
 	fl.DurationVar(&c.DBWatchInterval, "db-watch-interval", 30*time.Second, "how often the vulnerability database is checked for changes (0 disables)")
@@ -126,6 +127,9 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = -1
+	}
+	if cfg.AlertIDRetention < time.Hour {
+		return fmt.Errorf("--alert-id-retention %s: at least 1h (a sender's replayed batch must be recognized)", cfg.AlertIDRetention)
 	}
 	if cfg.DBWatchInterval == 0 {
 		cfg.DBWatchInterval = -1

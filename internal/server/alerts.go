@@ -558,6 +558,3 @@ func (s *Server) actionResult(c *call) error {
 	return c.JSON(http.StatusOK, a)
 }
 
-// alertIDRetention is how long accepted sender alert ids are remembered
-// for idempotency: a sensor spool replayed within it stores nothing twice.
-const alertIDRetention = 30 * 24 * time.Hour

@@ -57,6 +57,13 @@ type Config struct {
 	// JobMaxAttempts bounds scan attempts (default 5).
 	JobMaxAttempts int
 
+	// AlertIDRetention is how long the ids of accepted alerts are kept
+	// for idempotency (default 30 days, at least an hour): a sender that
+	// replays a batch it was never told was accepted stores nothing twice
+	// within it. Set it above the longest a sender may hold a batch
+	// (a sensor's spool through an outage).
+	AlertIDRetention time.Duration
+
 	// SweepInterval is how often registries are listed for new images
 	// (default 15m; negative disables). Registries of kind "generic" are
 	// swept; the others only when SweepAll is set.
@@ -122,6 +129,10 @@ func (c *Config) defaults() {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 15 * time.Minute
 	}
+	if c.AlertIDRetention <= 0 {
+		c.AlertIDRetention = 30 * 24 * time.Hour
+	}
+	c.AlertIDRetention = max(c.AlertIDRetention, time.Hour)
 	if c.SweepMaxTags <= 0 {
 		c.SweepMaxTags = 10000
 	}
@@ -453,7 +464,7 @@ func (s *Server) maintenanceLoop(ctx context.Context) {
 			s.log.Warn("purge finished jobs", "err", err)
 		}
 		// Sender alert ids are kept far beyond any sender's retry horizon.
-		if _, err := s.st.PurgeAlertIngests(ctx, time.Now().Add(-alertIDRetention)); err != nil && ctx.Err() == nil {
+		if _, err := s.st.PurgeAlertIngests(ctx, time.Now().Add(-s.cfg.AlertIDRetention)); err != nil && ctx.Err() == nil {
 			s.log.Warn("purge alert ingest ids", "err", err)
 		}
 		select {
