@@ -557,4 +557,3 @@ func (s *Server) actionResult(c *call) error {
 	s.metrics.alerts.actions.WithLabelValues(string(a.Action), string(a.State)).Inc()
 	return c.JSON(http.StatusOK, a)
 }
-
