@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -87,8 +86,6 @@ type Receiver struct {
 	// unauthenticated counts the requests no client was found for.
 	clusters        map[string]*clusterState
 	unauthenticated clusterState
-
-	received, rejected, busy atomic.Int64
 }
 
 type job struct {
@@ -265,7 +262,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	client, status, msg := r.authenticate(req)
 	if client == nil {
-		r.rejected.Add(1)
 		r.unauthenticated.rejected.Add(1)
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bulwark-audit"`)
@@ -275,7 +271,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	cs := r.clusters[client.Cluster]
 	reject := func(status int, msg string) {
-		r.rejected.Add(1)
 		cs.rejected.Add(1)
 		r.reply(w, status, msg)
 	}
@@ -300,7 +295,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if n := cs.inFlight.Add(1); int(n) > r.cfg.ClusterShare {
 		cs.inFlight.Add(-1)
-		r.busy.Add(1)
 		cs.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
 		r.reply(w, http.StatusTooManyRequests, fmt.Sprintf("cluster %q already has %d batches in the receiver; retry", client.Cluster, r.cfg.ClusterShare))
@@ -311,7 +305,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
 	default:
-		r.busy.Add(1)
 		cs.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
 		r.reply(w, http.StatusTooManyRequests, "audit receiver busy; retry")
@@ -374,7 +367,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.reply(w, http.StatusServiceUnavailable, "alerts could not be stored; retry")
 			return
 		}
-		r.received.Add(int64(len(raws)))
 		cs.events.Add(int64(len(raws)))
 		cs.stored.Add(1)
 		r.reply(w, http.StatusOK, "")
@@ -405,9 +397,15 @@ type ReceiverStats struct {
 	Busy     int64 // requests answered 429 for a full queue or a cluster's full share (not for a cluster's rate)
 }
 
-// Stats returns the counters.
+// Stats returns the counters, summed over the clusters.
 func (r *Receiver) Stats() ReceiverStats {
-	return ReceiverStats{Received: r.received.Load(), Rejected: r.rejected.Load(), Busy: r.busy.Load()}
+	var st ReceiverStats
+	for _, c := range r.ClusterStats() {
+		st.Received += c.Events
+		st.Rejected += c.Rejected
+		st.Busy += c.Busy
+	}
+	return st
 }
 
 // ClusterStats returns each configured cluster's counters, sorted by

@@ -462,19 +462,20 @@ func (k *kafkaExporter) refreshLeader(ctx context.Context, cl *kgo.Client, p *ka
 
 // position is r's bulwark-pos when r is a record of this export.
 func (k *kafkaExporter) position(r *kgo.Record) (LogPos, bool) {
-	var export, pos string
-	for _, h := range r.Headers {
-		switch h.Key {
-		case "bulwark-export":
-			export = string(h.Value)
-		case "bulwark-pos":
-			pos = string(h.Value)
-		}
-	}
-	if export != k.c.Name {
+	if kafkaHeader(r, "bulwark-export") != k.c.Name {
 		return LogPos{}, false
 	}
-	return parseLogPos(pos)
+	return parseLogPos(kafkaHeader(r, "bulwark-pos"))
+}
+
+// kafkaHeader is the value of a record's header key ("" when absent).
+func kafkaHeader(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // client starts the producer session: the transactional producer (its

@@ -152,17 +152,8 @@ func TestKafkaRecoverBeyondTail(t *testing.T) {
 	end := map[int32]int64{}
 	for _, m := range got {
 		end[m.Partition] = max(end[m.Partition], m.Offset+1)
-		var export, id string
-		for _, h := range m.Headers {
-			switch h.Key {
-			case "bulwark-export":
-				export = string(h.Value)
-			case "bulwark-id":
-				id = string(h.Value)
-			}
-		}
-		if export == "lake" {
-			count[id]++
+		if kafkaHeader(m, "bulwark-export") == "lake" {
+			count[kafkaHeader(m, "bulwark-id")]++
 			if m.Offset < 1000 { // the first session's records, before the other traffic
 				lastLake[m.Partition] = max(lastLake[m.Partition], m.Offset)
 			}
@@ -248,10 +239,8 @@ func TestKafkaRecoverLimit(t *testing.T) {
 	got := consumeCommitted(t, addrs, 2*len(recs)+18_000)
 	n := 0
 	for _, m := range got {
-		for _, h := range m.Headers {
-			if h.Key == "bulwark-export" && string(h.Value) == "lake" {
-				n++
-			}
+		if kafkaHeader(m, "bulwark-export") == "lake" {
+			n++
 		}
 	}
 	if n != 2*len(recs) {

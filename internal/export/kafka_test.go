@@ -188,10 +188,8 @@ func TestKafkaExactlyOnceAcrossCentralRestart(t *testing.T) {
 			got := consumeCommitted(t, cluster.ListenAddrs(), len(recs))
 			count := map[string]int{}
 			for _, m := range got {
-				for _, h := range m.Headers {
-					if h.Key == "bulwark-id" {
-						count[string(h.Value)]++
-					}
+				if id := kafkaHeader(m, "bulwark-id"); id != "" {
+					count[id]++
 				}
 			}
 			for _, r := range recs {
