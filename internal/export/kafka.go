@@ -21,13 +21,15 @@ import (
 // are exactly once across central restarts, not only within a producer
 // session: a new process initialising the same transactional id fences the
 // old producer and aborts its unfinished transaction, and before its first
-// batch it searches every partition back from its end (read_committed, in
-// growing windows up to kafkaSearchLimit offsets, see recover) for this
-// export's last committed log position (the bulwark-pos header). Records at
-// or before it were committed by a process that died before moving the
-// export's cursor: they are skipped, not sent twice. When the search stops
-// short (the limit, or the export's timeout in the older windows) it warns
-// and delivery is at-least-once. The message key is the record's
+// batch it reads this export's last committed log position: from the
+// offsets its transactions commit for the export's group
+// (kafka_position.go), or else by searching every partition back from its
+// end (read_committed, in growing windows up to kafkaSearchLimit offsets,
+// see recover) for the bulwark-pos header. Records at or before it were
+// committed by a process that died before moving the export's cursor: they
+// are skipped, not sent twice. When the search stops short (the limit, or
+// the export's timeout in the older windows) it warns and delivery is
+// at-least-once. The message key is the record's
 // fingerprint (repeats of one alert land in one partition, in order); the
 // bulwark-id header carries the record id. Consumers must read with
 // isolation.level=read_committed to see each record once.
@@ -37,15 +39,30 @@ type kafkaExporter struct {
 	// searchLimit is kafkaSearchLimit (tests lower it).
 	searchLimit int64
 
+	// positions is whether each transaction also commits the batch's
+	// last position as the offsets of the export's group (see
+	// commitPosition; tests turn it off to stand for records written by
+	// a version without it).
+	positions bool
+
 	mu sync.Mutex
 	cl *kgo.Client
 	// last is this export's last position committed to the topic, read at
 	// the start of the producer session (zero: none found).
 	last LogPos
+	// implicitGroup: the cluster runs transactions version 2 (KIP-890),
+	// where TxnOffsetCommit adds the group to the transaction itself.
+	implicitGroup bool
+	// topicID is the topic's id, read once per session (TxnOffsetCommit
+	// names the topic by id from v6).
+	topicID [16]byte
+	// noGroup: the principal may not use the export's group; positions
+	// are not committed (warned once per session) and recovery searches.
+	noGroup bool
 }
 
 func newKafka(c *Config, deps Deps) (*kafkaExporter, error) {
-	k := &kafkaExporter{c: c, deps: deps, searchLimit: kafkaSearchLimit}
+	k := &kafkaExporter{c: c, deps: deps, searchLimit: kafkaSearchLimit, positions: true}
 	if _, err := k.opts(); err != nil {
 		return nil, err
 	}
@@ -175,7 +192,10 @@ func (s *kafkaSearch) short() bool {
 }
 
 // recover finds this export's last committed position on the topic: the
-// largest bulwark-pos of its records, read_committed. Each partition is
+// largest bulwark-pos of its records, read_committed. It reads every
+// partition's tail (the first window), then the position committed with the
+// records for the export's group (committedPosition), which when present is
+// the answer (with the tails). Otherwise each partition is
 // read back from its end in growing windows (kafkaWindows) until a window
 // holds a record of this export (positions only grow, one producer and
 // sequential transactions, so that window has the partition's largest),
@@ -211,6 +231,17 @@ func (k *kafkaExporter) recover(ctx context.Context) (LogPos, error) {
 	}
 	if err := eachSearch(searches, func(s *kafkaSearch) error { return k.search(ctx, cl, topicID, s, 1) }); err != nil {
 		return LogPos{}, fmt.Errorf("kafka %s: read the topic's tail: %w", k.c.Name, err)
+	}
+	if last, ok := k.committedPosition(ctx, cl, parts); ok {
+		// Exact, whatever traffic followed: the older windows are not
+		// read. The tails still count (a session that could not commit
+		// positions).
+		for i := range searches {
+			if last.Less(searches[i].last) {
+				last = searches[i].last
+			}
+		}
+		return last, nil
 	}
 	err = eachSearch(searches, func(s *kafkaSearch) error { return k.search(ctx, cl, topicID, s, -1) })
 	timedOut := err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
@@ -509,7 +540,12 @@ func (k *kafkaExporter) client(ctx context.Context) (*kgo.Client, error) {
 		cl.Close()
 		return nil, err
 	}
-	k.cl, k.last = cl, last
+	v2, err := k.transactionsV2(ctx, cl)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka %s: api versions: %w", k.c.Name, err)
+	}
+	k.cl, k.last, k.implicitGroup, k.noGroup, k.topicID = cl, last, v2, false, [16]byte{}
 	return cl, nil
 }
 
@@ -584,6 +620,13 @@ func (k *kafkaExporter) Deliver(ctx context.Context, recs []Record) error {
 			}
 		}
 		return &BatchError{Errs: errs}
+	}
+	if err := k.commitPosition(ctx, cl, res, recs[idx[len(idx)-1]].Pos); err != nil {
+		// Records and position commit together or not at all.
+		if err := cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+			k.reset()
+		}
+		return fmt.Errorf("kafka %s: %w", k.c.Name, err)
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		// Unknown whether it committed: a new session recovers the

@@ -110,7 +110,8 @@ func positioned(n, from int) []Record {
 	return recs
 }
 
-// TestKafkaRecoverBeyondTail: central commits a batch and dies before
+// TestKafkaRecoverBeyondTail: a version that did not commit positions
+// (positions off) commits a batch and dies before
 // moving the cursor; then other traffic (plain records, another export's
 // committed transaction, an aborted transaction carrying this export's name
 // and later positions) pushes its records more than kafkaTailWindow offsets
@@ -123,6 +124,7 @@ func TestKafkaRecoverBeyondTail(t *testing.T) {
 	recs := positioned(50, 0)
 
 	first, _ := newKafkaSession(t, addrs)
+	first.positions = false // a version before positions: only the search finds it
 	if err := first.Deliver(ctx, recs[:30]); err != nil {
 		t.Fatalf("first session: %v", err)
 	}
@@ -213,14 +215,15 @@ func TestKafkaRecoverSearchesToStart(t *testing.T) {
 	})
 }
 
-// TestKafkaRecoverLimit: when the export's records are further back than
-// the search limit, recovery warns and finds nothing, and the batch is sent
+// TestKafkaRecoverLimit: when the export's records were written without
+// positions (an older version) and are further back than the search limit, recovery warns and finds nothing, and the batch is sent
 // again (at-least-once) rather than failing.
 func TestKafkaRecoverLimit(t *testing.T) {
 	addrs := startSharedKfake(t).ListenAddrs()
 	ctx := context.Background()
 	recs := positioned(10, 0)
 	first, _ := newKafkaSession(t, addrs)
+	first.positions = false // a version before positions: only the search finds it
 	if err := first.Deliver(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
