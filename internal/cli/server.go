@@ -35,6 +35,7 @@ type serverFlags struct {
 	logFormat      string
 	cfg            server.Config
 	audit          auditServerFlags
+	dbSources      dbSourceFlags
 }
 
 func (a *app) serverCmd() *cobra.Command {
@@ -50,7 +51,10 @@ over TLS — --tls-cert/--tls-key, or a self-signed certificate generated into
 notifications from CNCF Distribution (/api/v1/hooks/distribution) and Harbor
 (/api/v1/hooks/harbor), scans pushed images with a bounded pool of workers
 (--workers), sweeps registries without notifications, and re-matches every
-stored SBOM when the vulnerability database (--db-dir) changes.
+stored SBOM when the vulnerability database (--db-dir) changes; with
+--db-update-interval it downloads the database's sources itself (as
+"bulwark db update" does), so images are re-matched whenever new
+vulnerabilities are published.
 
 The store is an SQLite file in --data-dir unless --database names a PostgreSQL
 server (postgres://…), which several replicas can share. Registry credentials
@@ -95,6 +99,8 @@ image, creates the admin user if there is none, and says where to log in.`,
 	fl.DurationVar(&c.SweepInterval, "sweep-interval", 15*time.Minute, "how often registries without notifications are listed for new images (0 disables)")
 	fl.BoolVar(&c.SweepAll, "sweep-all", false, "sweep registries that send notifications too")
 	fl.DurationVar(&c.DBWatchInterval, "db-watch-interval", 30*time.Second, "how often the vulnerability database is checked for changes (0 disables)")
+	fl.DurationVar(&c.DBUpdateInterval, "db-update-interval", 0, "download the vulnerability sources at start and then this often, importing those that changed (0: off; e.g. 6h)")
+	f.dbSources.add(fl, "db-")
 	fl.DurationVar(&c.RematchWindow, "rematch-window", 30*24*time.Hour, "keep images seen within this long current (images seen running always are)")
 	fl.BoolVar(&c.RematchAll, "rematch-all", false, "re-match every stored image, however old")
 	fl.DurationVar(&c.HookReplayWindow, "hook-replay-window", 24*time.Hour, "refuse a registry notification whose event id was accepted within this long")
@@ -144,6 +150,17 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 		}
 	}
 	cfg.DBDir = dbDir
+	if cfg.DBUpdateInterval < 0 || (cfg.DBUpdateInterval > 0 && cfg.DBUpdateInterval < time.Minute) {
+		return fmt.Errorf("--db-update-interval %s: 0 (off) or at least 1m", cfg.DBUpdateInterval)
+	}
+	if cfg.DBUpdateInterval > 0 {
+		if cfg.DBSources, err = f.dbSources.sources(nil); err != nil {
+			return err
+		}
+		if cfg.DBUpdate, err = f.dbSources.options(a.version()); err != nil {
+			return err
+		}
+	}
 	if err := f.audit.apply(&cfg.Audit); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	invlist "github.com/bulwark-security/bulwark/internal/inventory/list"
 	"github.com/bulwark-security/bulwark/internal/scan"
 	"github.com/bulwark-security/bulwark/internal/store"
+	"github.com/bulwark-security/bulwark/internal/vulndb"
 )
 
 // Config is what an operator sets (flags, environment, YAML).
@@ -77,6 +78,14 @@ type Config struct {
 	// DBWatchInterval is how often the database index is checked for
 	// changes (default 30s; negative disables).
 	DBWatchInterval time.Duration
+	// DBUpdateInterval, when positive, downloads DBSources into DBDir at
+	// start and then at this interval (vulndb.Update with DBUpdate's
+	// options); the watcher above re-matches when the index changed.
+	DBUpdateInterval time.Duration
+	// DBSources are the sources to download (default
+	// vulndb.DefaultSources()).
+	DBSources []vulndb.Source
+	DBUpdate  vulndb.UpdateOptions
 	// RematchWindow keeps images seen (pushed, scanned, running) within it
 	// current (default 30 days). Images seen running in a cluster are
 	// always re-matched. RematchAll re-matches every stored image.
@@ -135,6 +144,9 @@ func (c *Config) defaults() {
 	c.AlertIDRetention = max(c.AlertIDRetention, time.Hour)
 	if c.SweepMaxTags <= 0 {
 		c.SweepMaxTags = 10000
+	}
+	if c.DBUpdateInterval > 0 && len(c.DBSources) == 0 {
+		c.DBSources = vulndb.DefaultSources()
 	}
 	if c.DBWatchInterval == 0 {
 		c.DBWatchInterval = 30 * time.Second
@@ -412,6 +424,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.cfg.SweepInterval > 0 {
 		start(s.sweepLoop)
+	}
+	if s.cfg.DBUpdateInterval > 0 {
+		start(s.dbUpdateLoop)
 	}
 	pool := newWorkerPool(s)
 	if s.cfg.Workers > 0 {
