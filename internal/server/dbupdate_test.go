@@ -50,12 +50,21 @@ func TestServerDBUpdate(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_, body := e.do("GET", "/metrics", e.admin, nil)
+	// The run's metrics are counted when Update returns, which may be
+	// after the watcher loaded the index.
+	var body []byte
 	for _, want := range []string{`bulwark_vulndb_update_runs_total{outcome="ok"} 1`,
 		`bulwark_vulndb_source_checks_total{source="osv-go",status="updated"} 1`,
 		`bulwark_vulndb_source_changed_timestamp_seconds{source="osv-go"}`} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			_, body = e.do("GET", "/metrics", e.admin, nil)
+			if strings.Contains(string(body), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("/metrics lacks %s", want)
+				break
+			}
 		}
 	}
 }
