@@ -35,6 +35,20 @@ func (w *warningLog) all() string {
 	return strings.Join(w.got, "\n")
 }
 
+// warningClient is a client whose warnings (the API server relays the
+// webhook's) are collected.
+func warningClient(t *testing.T, cfg *rest.Config) (kubernetes.Interface, *warningLog) {
+	t.Helper()
+	ws := &warningLog{}
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.WarningHandler = ws
+	wc, err := kubernetes.NewForConfig(wcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wc, ws
+}
+
 func pod(name, img string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: img}}}}
@@ -134,13 +148,7 @@ func TestEndToEndKubeAPIServer(t *testing.T) {
 		return err == nil && len(ds) == 1 && ds[0].Name == "vulnerable" && ds[0].Violations > 0
 	})
 	// Warn mode admits and the client sees the warnings.
-	ws := &warningLog{}
-	wcfg := rest.CopyConfig(cluster.Config)
-	wcfg.WarningHandler = ws
-	wc, err := kubernetes.NewForConfig(wcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wc, ws := warningClient(t, cluster.Config)
 	if _, err := wc.CoreV1().Pods("warn").Create(ctx, pod("latest", "nginx"), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("warn mode refused: %v", err)
 	}

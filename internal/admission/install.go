@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -10,7 +11,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// InstallOptions describe the ValidatingWebhookConfiguration.
+// InstallOptions describe the ValidatingWebhookConfiguration (and the
+// MutatingWebhookConfiguration of the fixes).
 type InstallOptions struct {
 	// Name of the configuration (default bulwark-admission).
 	Name string
@@ -34,40 +36,50 @@ type InstallOptions struct {
 	Connect bool
 }
 
-// WebhookConfiguration builds the ValidatingWebhookConfiguration.
-func WebhookConfiguration(o InstallOptions) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	if o.Name == "" {
-		o.Name = "bulwark-admission"
+// webhookParts are what the validating and mutating configurations share.
+type webhookParts struct {
+	name    string
+	cc      admissionregistrationv1.WebhookClientConfig
+	rules   []admissionregistrationv1.RuleWithOperations
+	fp      admissionregistrationv1.FailurePolicyType
+	nsSel   *metav1.LabelSelector
+	timeout int32
+}
+
+// parts checks o and builds the client configuration for the webhook's
+// path.
+func (o InstallOptions) parts(path string, connect bool) (*webhookParts, error) {
+	w := &webhookParts{name: o.Name, timeout: o.TimeoutSeconds, fp: admissionregistrationv1.Fail}
+	if w.name == "" {
+		w.name = "bulwark-admission"
 	}
-	if o.TimeoutSeconds == 0 {
-		o.TimeoutSeconds = 10
+	if w.timeout == 0 {
+		w.timeout = 10
 	}
-	if o.TimeoutSeconds < 1 || o.TimeoutSeconds > 30 {
-		return nil, fmt.Errorf("webhook configuration: timeout %ds: want 1-30", o.TimeoutSeconds)
+	if w.timeout < 1 || w.timeout > 30 {
+		return nil, fmt.Errorf("webhook configuration: timeout %ds: want 1-30", w.timeout)
 	}
-	fp := admissionregistrationv1.Fail
 	switch o.FailurePolicy {
 	case "", "Fail":
 	case "Ignore":
-		fp = admissionregistrationv1.Ignore
+		w.fp = admissionregistrationv1.Ignore
 	default:
 		return nil, fmt.Errorf("webhook configuration: failure policy %q: want Fail or Ignore", o.FailurePolicy)
 	}
 	if len(o.CABundle) == 0 {
 		return nil, fmt.Errorf("webhook configuration: no CA bundle")
 	}
-	cc := admissionregistrationv1.WebhookClientConfig{CABundle: o.CABundle}
+	w.cc = admissionregistrationv1.WebhookClientConfig{CABundle: o.CABundle}
 	switch {
 	case o.URL != "" && o.ServiceName == "":
-		u := o.URL + PathValidate
-		cc.URL = &u
+		u := o.URL + path
+		w.cc.URL = &u
 	case o.URL == "" && o.ServiceName != "" && o.ServiceNamespace != "":
-		p := PathValidate
 		port := o.ServicePort
 		if port == 0 {
 			port = 443
 		}
-		cc.Service = &admissionregistrationv1.ServiceReference{Namespace: o.ServiceNamespace, Name: o.ServiceName, Path: &p, Port: &port}
+		w.cc.Service = &admissionregistrationv1.ServiceReference{Namespace: o.ServiceNamespace, Name: o.ServiceName, Path: &path, Port: &port}
 	default:
 		return nil, fmt.Errorf("webhook configuration: give either a URL or a service namespace and name")
 	}
@@ -78,28 +90,63 @@ func WebhookConfiguration(o InstallOptions) (*admissionregistrationv1.Validating
 			exclude = append(exclude, o.ServiceNamespace)
 		}
 	}
-	nsSel := &metav1.LabelSelector{}
+	w.nsSel = &metav1.LabelSelector{}
 	if len(exclude) > 0 {
-		nsSel.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: exclude}}
+		w.nsSel.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: exclude}}
 	}
-	none := admissionregistrationv1.SideEffectClassNone
-	equiv := admissionregistrationv1.Equivalent
 	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
-	rules := []admissionregistrationv1.RuleWithOperations{
+	w.rules = []admissionregistrationv1.RuleWithOperations{
 		{Operations: ops, Rule: rule("", "v1", "pods", "replicationcontrollers")},
 		{Operations: ops, Rule: rule("apps", "v1", "deployments", "replicasets", "statefulsets", "daemonsets")},
 		{Operations: ops, Rule: rule("batch", "v1", "jobs", "cronjobs")},
 	}
-	if o.Connect {
-		rules = append(rules, admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
+	if connect {
+		w.rules = append(w.rules, admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
 			Rule: rule("", "v1", "pods/exec", "pods/attach", "pods/portforward")})
 	}
+	return w, nil
+}
+
+// WebhookConfiguration builds the ValidatingWebhookConfiguration.
+func WebhookConfiguration(o InstallOptions) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	w, err := o.parts(PathValidate, o.Connect)
+	if err != nil {
+		return nil, err
+	}
+	none := admissionregistrationv1.SideEffectClassNone
+	equiv := admissionregistrationv1.Equivalent
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "bulwark"}},
+		ObjectMeta: metav1.ObjectMeta{Name: w.name, Labels: map[string]string{"app.kubernetes.io/managed-by": "bulwark"}},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "workloads.admission.bulwark.dev", ClientConfig: cc, Rules: rules, FailurePolicy: &fp, MatchPolicy: &equiv,
-			NamespaceSelector: nsSel, SideEffects: &none, TimeoutSeconds: &o.TimeoutSeconds,
+			Name: "workloads.admission.bulwark.dev", ClientConfig: w.cc, Rules: w.rules, FailurePolicy: &w.fp, MatchPolicy: &equiv,
+			NamespaceSelector: w.nsSel, SideEffects: &none, TimeoutSeconds: &w.timeout,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, nil
+}
+
+// MutatingWebhookConfiguration builds the MutatingWebhookConfiguration of
+// the fixes (PathMutate), same name, client, rules and namespaces as the
+// validating one. Its failure policy is always Ignore: a fix is a
+// convenience, and an object the webhook could not fix is still judged by
+// the validating webhook. Reinvocation IfNeeded: if a later mutating
+// webhook changes the object, the fixes are applied again.
+func MutatingWebhookConfiguration(o InstallOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	o.FailurePolicy = "Ignore"
+	w, err := o.parts(PathMutate, false)
+	if err != nil {
+		return nil, err
+	}
+	none := admissionregistrationv1.SideEffectClassNone
+	equiv := admissionregistrationv1.Equivalent
+	again := admissionregistrationv1.IfNeededReinvocationPolicy
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: w.name, Labels: map[string]string{"app.kubernetes.io/managed-by": "bulwark"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "fixes.admission.bulwark.dev", ClientConfig: w.cc, Rules: w.rules, FailurePolicy: &w.fp, MatchPolicy: &equiv,
+			NamespaceSelector: w.nsSel, SideEffects: &none, TimeoutSeconds: &w.timeout, ReinvocationPolicy: &again,
 			AdmissionReviewVersions: []string{"v1"},
 		}},
 	}, nil
@@ -113,19 +160,44 @@ func rule(group, version string, resources ...string) admissionregistrationv1.Ru
 // Apply creates or updates the configuration in the cluster.
 func Apply(ctx context.Context, c kubernetes.Interface, cfg *admissionregistrationv1.ValidatingWebhookConfiguration) error {
 	api := c.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	cur, err := api.Get(ctx, cfg.Name, metav1.GetOptions{})
+	return apply(ctx, cfg, &cfg.ObjectMeta, api.Get, func(ctx context.Context) error {
+		_, err := api.Create(ctx, cfg, metav1.CreateOptions{})
+		return err
+	}, func(ctx context.Context) error {
+		_, err := api.Update(ctx, cfg, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// ApplyMutating creates or updates the mutating configuration.
+func ApplyMutating(ctx context.Context, c kubernetes.Interface, cfg *admissionregistrationv1.MutatingWebhookConfiguration) error {
+	api := c.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	return apply(ctx, cfg, &cfg.ObjectMeta, api.Get, func(ctx context.Context) error {
+		_, err := api.Create(ctx, cfg, metav1.CreateOptions{})
+		return err
+	}, func(ctx context.Context) error {
+		_, err := api.Update(ctx, cfg, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func apply[T metav1.Object](ctx context.Context, cfg any, meta *metav1.ObjectMeta, get func(context.Context, string, metav1.GetOptions) (T, error),
+	create, update func(context.Context) error) error {
+	kind := fmt.Sprintf("%T", cfg)
+	kind = kind[strings.LastIndex(kind, ".")+1:]
+	cur, err := get(ctx, meta.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		if _, err := api.Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create webhook configuration %s: %w", cfg.Name, err)
+		if err := create(ctx); err != nil {
+			return fmt.Errorf("create %s %s: %w", kind, meta.Name, err)
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("get webhook configuration %s: %w", cfg.Name, err)
+		return fmt.Errorf("get %s %s: %w", kind, meta.Name, err)
 	}
-	cfg.ResourceVersion = cur.ResourceVersion
-	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update webhook configuration %s: %w", cfg.Name, err)
+	meta.ResourceVersion = cur.GetResourceVersion()
+	if err := update(ctx); err != nil {
+		return fmt.Errorf("update %s %s: %w", kind, meta.Name, err)
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ type Metrics struct {
 	recordsSent    *prometheus.CounterVec // kind: decision, alert
 	policiesLoaded prometheus.Gauge
 	certExpiry     prometheus.Gauge
+	fixes          *prometheus.CounterVec
+	mutations      *prometheus.CounterVec
 	hot            hotSeries
 }
 
@@ -99,10 +101,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Policies in force."}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bulwark_admission_certificate_expiry_timestamp_seconds",
 			Help: "When the serving certificate expires (Unix time)."}),
+		fixes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_fixes_total",
+			Help: "Controls fixed by the mutating webhook, by control."}, []string{"control"}),
+		mutations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bulwark_admission_mutations_total",
+			Help: "Mutating reviews by outcome (patched, unchanged, error: allowed unchanged)."}, []string{"outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.violations, m.latency, m.badRequests, m.cacheLookups, m.centralErrors,
-			m.centralLat, m.recordsDropped, m.recordsSent, m.policiesLoaded, m.certExpiry)
+			m.centralLat, m.recordsDropped, m.recordsSent, m.policiesLoaded, m.certExpiry, m.fixes, m.mutations)
 	}
 	return m
 }

@@ -129,6 +129,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.reviews.New = func() any { return newReviewScratch() }
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathValidate, s.validate)
+	mux.HandleFunc(PathMutate, s.mutate)
 	mux.HandleFunc(PathHealth, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc(PathReady, func(w http.ResponseWriter, _ *http.Request) {
 		if s.deps.Policies.Current() == nil {
@@ -197,18 +198,27 @@ func (s *Server) badRequest(w http.ResponseWriter, reason string, err error) {
 	http.Error(w, err.Error(), http.StatusBadRequest)
 }
 
-func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// reviewPost answers a request that is not a POST of JSON (and reports
+// false).
+func (s *Server) reviewPost(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
-		return
+		return false
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			s.badRequest(w, "content_type", fmt.Errorf("%w: Content-Type %q: want application/json", ErrBadReview, ct))
-			return
+			return false
 		}
+	}
+	return true
+}
+
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if !s.reviewPost(w, r) {
+		return
 	}
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)

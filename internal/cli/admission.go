@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -284,6 +285,7 @@ type admissionInstallFlags struct {
 	exclude, dnsNames                        []string
 	connect, apply                           bool
 	kubeconfig, kubeContext                  string
+	mutating                                 bool
 }
 
 func (a *app) admissionInstallCmd() *cobra.Command {
@@ -306,7 +308,12 @@ excluded through a namespaceSelector, so the webhook can always be repaired;
 
 --failure-policy is what the API server does when the webhook is down or
 refuses a malformed request: Fail (default: nothing is admitted unjudged) or
-Ignore (admitted unjudged).`,
+Ignore (admitted unjudged).
+
+--mutating adds the MutatingWebhookConfiguration (same name, path /mutate)
+that fixes the controls policies list under configuration.mutate before the
+object is judged; its failure policy is always Ignore (unfixed objects are
+still judged).`,
 		Example: `  bulwark admission install --service-namespace bulwark --service-name bulwark-admission \
     --cert-dir certs --dns-name bulwark-admission.bulwark.svc -o webhook.yaml
   bulwark admission install --url https://10.0.0.5:8443 --ca-file ca.crt --failure-policy Ignore --apply`,
@@ -328,6 +335,7 @@ Ignore (admitted unjudged).`,
 	fl.StringVar(&f.failurePolicy, "failure-policy", "Fail", "Fail or Ignore: what the API server does when the webhook cannot answer")
 	fl.StringSliceVar(&f.exclude, "exclude-namespace", nil, "namespaces never sent to the webhook (default kube-system and --service-namespace)")
 	fl.BoolVar(&f.connect, "connect", false, "also judge pods/exec, pods/attach and pods/portforward")
+	fl.BoolVar(&f.mutating, "mutating", false, "also write/apply the MutatingWebhookConfiguration that applies the policies' fixes (configuration.mutate)")
 	fl.StringVarP(&f.output, "output", "o", "", "write the YAML here instead of stdout")
 	fl.BoolVar(&f.apply, "apply", false, "create or update it in the cluster")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --apply (default: $KUBECONFIG, ~/.kube/config, then in-cluster)")
@@ -362,11 +370,18 @@ func (a *app) runAdmissionInstall(ctx context.Context, f *admissionInstallFlags)
 	if len(f.exclude) > 0 {
 		exclude = f.exclude
 	}
-	cfg, err := admission.WebhookConfiguration(admission.InstallOptions{Name: f.name, URL: strings.TrimSuffix(f.url, "/"),
+	opts := admission.InstallOptions{Name: f.name, URL: strings.TrimSuffix(f.url, "/"),
 		ServiceNamespace: f.serviceNamespace, ServiceName: f.serviceName, ServicePort: f.servicePort, CABundle: ca,
-		FailurePolicy: f.failurePolicy, TimeoutSeconds: f.timeout, ExcludeNamespaces: exclude, Connect: f.connect})
+		FailurePolicy: f.failurePolicy, TimeoutSeconds: f.timeout, ExcludeNamespaces: exclude, Connect: f.connect}
+	cfg, err := admission.WebhookConfiguration(opts)
 	if err != nil {
 		return err
+	}
+	var mcfg *admissionregistrationv1.MutatingWebhookConfiguration
+	if f.mutating {
+		if mcfg, err = admission.MutatingWebhookConfiguration(opts); err != nil {
+			return err
+		}
 	}
 	if f.apply {
 		kc, err := kubeClient(f.kubeconfig, f.kubeContext)
@@ -377,6 +392,12 @@ func (a *app) runAdmissionInstall(ctx context.Context, f *admissionInstallFlags)
 			return err
 		}
 		fmt.Fprintf(a.env.Stderr, "bulwark admission: ValidatingWebhookConfiguration %s applied (failurePolicy %s)\n", cfg.Name, f.failurePolicy)
+		if mcfg != nil {
+			if err := admission.ApplyMutating(ctx, kc, mcfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stderr, "bulwark admission: MutatingWebhookConfiguration %s applied (failurePolicy Ignore)\n", mcfg.Name)
+		}
 		if f.output == "" {
 			return nil
 		}
@@ -384,6 +405,13 @@ func (a *app) runAdmissionInstall(ctx context.Context, f *admissionInstallFlags)
 	y, err := yaml.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encode webhook configuration: %w", err)
+	}
+	if mcfg != nil {
+		my, err := yaml.Marshal(mcfg)
+		if err != nil {
+			return fmt.Errorf("encode webhook configuration: %w", err)
+		}
+		y = append(append(y, "---\n"...), my...)
 	}
 	if f.output != "" {
 		return os.WriteFile(filepath.Clean(f.output), y, 0o644)

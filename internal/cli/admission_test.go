@@ -433,3 +433,51 @@ spec:
 	// Another namespace's list is not this namespace's.
 	run(t, "policy", "test", "-f", pol, list("staging", "registry.example.com"), deploy).want(t, ExitPolicyFailed)
 }
+
+// TestPolicyTestApplyFixes: with --apply-fixes the gate judges what the
+// mutating webhook would let through: a deployment failing only fixable
+// controls passes, the fixes are listed (table notes, JSON items), and
+// without the flag the manifest as written fails.
+func TestPolicyTestApplyFixes(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "harden.yaml")
+	os.WriteFile(pol, []byte(`apiVersion: bulwark.dev/v1alpha1
+kind: Policy
+metadata: {name: harden}
+spec:
+  mode: deny
+  configuration:
+    controls: [BW-K8S-0002, BW-K8S-0014]
+    mutate: [BW-K8S-0002, BW-K8S-0014]
+`), 0o644)
+	dep := filepath.Join(dir, "web.yaml")
+	os.WriteFile(dep, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: registry.example.com/web:1.0
+`), 0o644)
+	r := run(t, "policy", "test", "-f", pol, dep).want(t, ExitPolicyFailed)
+	if !strings.Contains(r.stdout, "BW-K8S-0002") || !strings.Contains(r.stdout, "BW-K8S-0014") {
+		t.Errorf("as written:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, "--apply-fixes", dep).want(t, ExitOK)
+	if !strings.Contains(r.stdout, "judged after the mutating webhook's fixes: BW-K8S-0002 (harden), BW-K8S-0014 (harden)") {
+		t.Errorf("with fixes:\n%s", r.stdout)
+	}
+	r = run(t, "policy", "test", "-f", pol, "--apply-fixes", "--format", "json", dep).want(t, ExitOK)
+	var rep struct {
+		Items []struct {
+			Fixes []struct{ Policy, Control string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || len(rep.Items) != 1 || len(rep.Items[0].Fixes) != 2 {
+		t.Errorf("json: %v\n%s", err, r.stdout)
+	}
+}

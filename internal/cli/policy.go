@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -164,6 +165,7 @@ would be denied, 2 error (unreadable input, invalid policy).`,
 	fl.StringVar(&token, "token", "", "API token for --server, role agent or analyst (env BULWARK_TOKEN)")
 	fl.StringVar(&serverCA, "server-ca", "", "PEM file with the CA that signed --server's certificate")
 	fl.BoolVar(&opt.failOpen, "fail-open", false, "admit images whose findings cannot be had (as the webhook's --fail-open)")
+	fl.BoolVar(&opt.applyFixes, "apply-fixes", false, "judge each workload as the cluster would with the mutating webhook installed: the policies' configuration.mutate fixes first (listed in the report)")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(policy.Formats, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -268,8 +270,23 @@ func testManifests(ctx context.Context, set *policy.Set, paths []string, stdin i
 		}
 		req := &policy.Request{Operation: "CREATE", Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Object: o.Typed,
 			NamespaceObject: nsObj, Params: params, ParamObjects: paramObjects, User: policy.UserInfo{Username: "bulwark-policy-test"}, Images: opt.images, FailOpen: opt.failOpen}
+		var fixes []policy.Fix
+		if opt.applyFixes && set.Mutates() {
+			if fixes, err = applyFixes(ctx, set, req); err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("%s:%d: %s/%s: fixes: %v", o.Ref.Source, o.Ref.Line, o.Ref.Kind, o.Ref.Name, err))
+			}
+		}
 		d := set.Evaluate(ctx, req)
-		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name, Decision: d})
+		rep.Items = append(rep.Items, policy.ReportItem{Source: o.Ref.Source, Line: o.Ref.Line, Kind: o.Ref.Kind, Namespace: ns, Name: o.Ref.Name,
+			Decision: d, Fixes: fixes})
+		if len(fixes) > 0 {
+			var ids []string
+			for _, f := range fixes {
+				ids = append(ids, f.Control+" ("+f.Policy+")")
+			}
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s:%d: %s %s/%s judged after the mutating webhook's fixes: %s", o.Ref.Source, o.Ref.Line,
+				o.Ref.Kind, ns, o.Ref.Name, strings.Join(ids, ", ")))
+		}
 	}
 	rep.Notes = append(rep.Notes, nsctx.notes()...)
 	return rep, nil
@@ -336,4 +353,23 @@ func FindingForPolicy(f *scan.Finding) policy.Finding {
 		}
 	}
 	return out
+}
+
+// applyFixes replaces req's object by the one the mutating webhook would
+// let through (policy.Set.Mutate) and returns the fixes.
+func applyFixes(ctx context.Context, set *policy.Set, req *policy.Request) ([]policy.Fix, error) {
+	raw, err := json.Marshal(req.Object)
+	if err != nil {
+		return nil, err
+	}
+	m, err := set.Mutate(ctx, req, raw)
+	if err != nil || m.Object == nil {
+		return nil, err
+	}
+	obj, err := policy.DecodeObject(req.Kind, m.Object)
+	if err != nil {
+		return nil, err
+	}
+	req.Object = obj
+	return m.Fixes, nil
 }

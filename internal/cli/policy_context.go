@@ -24,6 +24,8 @@ type gateOptions struct {
 	namespace, paramsNamespace string
 	images                     policy.ImageSource
 	failOpen                   bool
+	// applyFixes judges objects as the mutating webhook leaves them.
+	applyFixes bool
 	// namespaceLabels are --namespace-labels: namespace → labels.
 	namespaceLabels map[string]map[string]string
 	// cluster is --cluster's client (nil without): namespaces and paramRef

@@ -161,6 +161,9 @@ type configYAML struct {
 	Hardening        bool     `yaml:"hardening"`
 	Controls         []string `yaml:"controls"`
 	AllowedHostPaths []string `yaml:"allowedHostPaths"`
+	// Mutate lists controls the mutating webhook fixes before the object
+	// is judged (each required by this rule and fixable).
+	Mutate []string `yaml:"mutate"`
 }
 
 type provYAML struct {
@@ -690,6 +693,19 @@ func (l *Loader) compile(source string, n *yaml.Node, d *docYAML) (*Policy, erro
 				continue
 			}
 			r.controls[id] = true
+		}
+		for i, id := range c.Mutate {
+			switch {
+			case !r.controls[id]:
+				bad(fmt.Sprintf("mutate: control %q is not required by this rule (hardening or controls)", id), "configuration", "mutate", i)
+			case !posture.Fixable(id):
+				bad(fmt.Sprintf("mutate: control %s has no automatic fix (fixable: %s)", id, strings.Join(posture.FixableControls(), ", ")),
+					"configuration", "mutate", i)
+			case slices.Contains(r.mutate, id):
+				bad(fmt.Sprintf("mutate: control %s listed twice", id), "configuration", "mutate", i)
+			default:
+				r.mutate = append(r.mutate, id)
+			}
 		}
 		hostPaths = c.AllowedHostPaths
 		if r.podSecurity == "" && len(r.controls) == 0 {

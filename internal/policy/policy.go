@@ -162,6 +162,7 @@ type vulnException struct {
 type configRule struct {
 	podSecurity string          // "", "baseline", "restricted"
 	controls    map[string]bool // Bulwark controls required (hardening set + extra)
+	mutate      []string        // controls fixed by the mutating webhook (Set.Mutate)
 }
 
 type provRule struct {

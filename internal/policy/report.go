@@ -22,6 +22,10 @@ type ReportItem struct {
 	Namespace string   `json:"namespace,omitempty"`
 	Name      string   `json:"name"`
 	Decision  Decision `json:"decision"`
+	// Fixes are what the mutating webhook would fix before judging
+	// (`bulwark policy test --apply-fixes`): the decision is the fixed
+	// object's.
+	Fixes []Fix `json:"fixes,omitempty"`
 }
 
 // Report is a pipeline run: every object judged, and the inputs that could

@@ -3,6 +3,7 @@ package posture
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -61,7 +62,29 @@ func (f *FixedFile) Diff() string {
 // both add the same missing parent (securityContext); an "add" of an object
 // onto an existing object therefore merges the two instead of replacing,
 // and a "remove" of a path already gone is a no-op.
+//
+// Fixes are applied in passes (at most fixPasses): a patch a control
+// offers only once another control is fixed (allowPrivilegeEscalation=false
+// on a container that was privileged) is applied in the next pass.
 func Fix(ctx context.Context, ev *Evaluator, dec *Decoder, source string, data []byte, controls []string) (*FixedFile, error) {
+	out := &FixedFile{Source: source, Before: data, After: data}
+	for range fixPasses {
+		f, err := fixOnce(ctx, ev, dec, source, out.After, controls)
+		if err != nil {
+			return nil, err
+		}
+		if !f.Changed() {
+			break
+		}
+		out.After, out.Applied = f.After, append(out.Applied, f.Applied...)
+	}
+	return out, nil
+}
+
+// fixPasses bounds Fix's passes over one file.
+const fixPasses = 3
+
+func fixOnce(ctx context.Context, ev *Evaluator, dec *Decoder, source string, data []byte, controls []string) (*FixedFile, error) {
 	out := &FixedFile{Source: source, Before: data, After: data}
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 		// Re-encoding would turn JSON into YAML.
@@ -384,4 +407,56 @@ func keepComments(dst, src *yaml.Node) {
 	if dst.FootComment == "" {
 		dst.FootComment = src.FootComment
 	}
+}
+
+// fixable are the controls whose failures carry a patch that makes the
+// object pass (TestFixableControls checks each against a failing object,
+// and that no other control offers one).
+var fixable = map[string]bool{
+	"BW-K8S-0001": true, "BW-K8S-0002": true, "BW-K8S-0003": true, "BW-K8S-0004": true, "BW-K8S-0005": true,
+	"BW-K8S-0006": true, "BW-K8S-0007": true, "BW-K8S-0008": true, "BW-K8S-0009": true, "BW-K8S-0010": true,
+	"BW-K8S-0011": true, "BW-K8S-0014": true,
+}
+
+// Fixable reports whether the workload control id has an automatic fix.
+func Fixable(id string) bool { return fixable[id] }
+
+// FixableControls lists the controls with an automatic fix, sorted.
+func FixableControls() []string {
+	out := make([]string, 0, len(fixable))
+	for id := range fixable {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PatchJSON applies the patches (each computed against the original
+// object, as Fix applies them: an "add" of an object onto an object
+// merges, a "remove" of a path already gone is a no-op) to the JSON object
+// obj and returns the patched object's JSON.
+func PatchJSON(obj []byte, patches ...[]PatchOp) ([]byte, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(obj, &root); err != nil {
+		return nil, fmt.Errorf("patch: decode the object: %w", err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, errors.New("patch: the object is not a JSON object")
+	}
+	for _, ops := range patches {
+		for _, op := range ops {
+			if err := applyOp(root.Content[0], op); err != nil {
+				return nil, fmt.Errorf("patch: %w", err)
+			}
+		}
+	}
+	var v any
+	if err := root.Content[0].Decode(&v); err != nil {
+		return nil, fmt.Errorf("patch: %w", err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("patch: encode: %w", err)
+	}
+	return out, nil
 }

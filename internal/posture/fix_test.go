@@ -15,12 +15,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func fixFile(t *testing.T, path string, controls []string) *FixedFile {
+// newEvalDecoder is a default evaluator and decoder.
+func newEvalDecoder(t *testing.T) (*Evaluator, *Decoder) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ev, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +26,16 @@ func fixFile(t *testing.T, path string, controls []string) *FixedFile {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ev, dec
+}
+
+func fixFile(t *testing.T, path string, controls []string) *FixedFile {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, dec := newEvalDecoder(t)
 	f, err := Fix(context.Background(), ev, dec, path, data, controls)
 	if err != nil {
 		t.Fatal(err)
@@ -223,5 +230,84 @@ items:
 	}
 	if strings.Contains(string(f.After), "hostPID") || !strings.Contains(string(f.After), "# kubectl get pods -o yaml") {
 		t.Errorf("after:\n%s", f.After)
+	}
+}
+
+// badPodJSON fails every fixable control (and others without a fix).
+const badPodJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad","namespace":"default"},
+"spec":{"hostNetwork":true,"hostPID":true,"hostIPC":true,
+ "volumes":[{"name":"root","hostPath":{"path":"/"}}],
+ "containers":[{"name":"app","image":"nginx:latest",
+  "securityContext":{"privileged":true,"runAsUser":0,"capabilities":{"add":["SYS_ADMIN","NET_RAW"]}},
+  "ports":[{"containerPort":80,"hostPort":8080}],
+  "env":[{"name":"PASSWORD","value":"hunter2"}]}]}}`
+
+// evalJSON evaluates one object given as JSON.
+func evalJSON(t *testing.T, obj []byte) *Report {
+	t.Helper()
+	ev, dec := newEvalDecoder(t)
+	var in Decoded
+	if err := dec.Decode(context.Background(), "pod.json", bytes.NewReader(obj), &in); err != nil || len(in.Errors) > 0 {
+		t.Fatalf("decode: %v %v", err, in.Errors)
+	}
+	rep, err := ev.Evaluate(context.Background(), &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestFixableControls keeps Fixable honest: on a pod failing them all, no
+// other control offers a patch, every fixable one does (in the first pass,
+// or once the control it depends on is fixed), and after the passes
+// PatchJSON yields an object that passes every one of them.
+func TestFixableControls(t *testing.T) {
+	obj := []byte(badPodJSON)
+	offered := map[string]bool{}
+	for range fixPasses {
+		var patches [][]PatchOp
+		for _, r := range evalJSON(t, obj).Results {
+			if r.Status != StatusFail {
+				continue
+			}
+			if len(r.Patch) > 0 && !Fixable(r.Control) {
+				t.Errorf("%s offers a patch but is not listed as fixable: %v", r.Control, r.Patch)
+			}
+			if len(r.Patch) > 0 {
+				offered[r.Control] = true
+				patches = append(patches, r.Patch)
+			}
+		}
+		if len(patches) == 0 {
+			break
+		}
+		var err error
+		if obj, err = PatchJSON(obj, patches...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range FixableControls() {
+		if !offered[id] {
+			t.Errorf("%s is listed as fixable but offered no patch", id)
+		}
+	}
+	for _, r := range evalJSON(t, obj).Results {
+		if r.Status == StatusFail && Fixable(r.Control) {
+			t.Errorf("%s still fails after the fixes: %s", r.Control, r.Message)
+		}
+	}
+	if !bytes.Contains(obj, []byte(`"image":"nginx:latest"`)) || !bytes.Contains(obj, []byte(`"hunter2"`)) {
+		t.Errorf("the fix changed what it should not: %s", obj)
+	}
+}
+
+func TestPatchJSONErrors(t *testing.T) {
+	for _, in := range []string{``, `[1,2]`, `"x"`, `{"a":`, "{\"a\": !!binary x}"} {
+		if _, err := PatchJSON([]byte(in), []PatchOp{{Op: "add", Path: "/b", Value: 1}}); err == nil {
+			t.Errorf("PatchJSON(%q): no error", in)
+		}
+	}
+	if _, err := PatchJSON([]byte(`{"a":1}`), []PatchOp{{Op: "add", Path: "/a/0/b", Value: 1}}); err == nil {
+		t.Errorf("patch through a scalar: no error")
 	}
 }

@@ -28,10 +28,38 @@ func checkAllowPrivilegeEscalation(_ *Config, t *target) outcome {
 	for _, cv := range t.pod.containers {
 		sc := cv.c.SecurityContext
 		if sc == nil || !ptrFalse(sc.AllowPrivilegeEscalation) {
-			f.addC(cv, cv.label()+" does not set securityContext.allowPrivilegeEscalation=false", setSecurityContext(cv, "allowPrivilegeEscalation", false))
+			msg := cv.label() + " does not set securityContext.allowPrivilegeEscalation=false"
+			if escalates(sc) {
+				// The API server refuses allowPrivilegeEscalation=false
+				// with privileged or CAP_SYS_ADMIN: no patch until
+				// BW-K8S-0001/0006 are fixed (a second pass of Fix or
+				// the admission fixes then offers it).
+				f.addC(cv, msg+" (it cannot while privileged or adding SYS_ADMIN)")
+				continue
+			}
+			f.addC(cv, msg, setSecurityContext(cv, "allowPrivilegeEscalation", false))
 		}
 	}
 	return f.outcome()
+}
+
+// escalates reports a security context the API server forbids
+// allowPrivilegeEscalation=false with: privileged, or adding SYS_ADMIN.
+func escalates(sc *corev1.SecurityContext) bool {
+	if sc == nil {
+		return false
+	}
+	if ptrTrue(sc.Privileged) {
+		return true
+	}
+	if sc.Capabilities != nil {
+		for _, c := range sc.Capabilities.Add {
+			if strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_") == "SYS_ADMIN" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func checkRunAsNonRoot(_ *Config, t *target) outcome {
