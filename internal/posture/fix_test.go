@@ -3,6 +3,7 @@ package posture
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -310,4 +311,24 @@ func TestPatchJSONErrors(t *testing.T) {
 	if _, err := PatchJSON([]byte(`{"a":1}`), []PatchOp{{Op: "add", Path: "/a/0/b", Value: 1}}); err == nil {
 		t.Errorf("patch through a scalar: no error")
 	}
+}
+
+// FuzzPatchJSON: the mutating webhook patches objects the API server sent;
+// whatever the object, PatchJSON returns an error or a JSON object, never
+// panics.
+func FuzzPatchJSON(f *testing.F) {
+	f.Add([]byte(badPodJSON), "/spec/containers/0/securityContext", "add")
+	f.Add([]byte(`{"spec":{"containers":[]}}`), "/spec/containers/0/securityContext/privileged", "remove")
+	f.Add([]byte(`{"a":[1,2,{"b":null}]}`), "/a/2/b/c", "replace")
+	f.Add([]byte(`{"a":"\u00e9\t"}`), "/a~1b", "add")
+	f.Fuzz(func(t *testing.T, obj []byte, path, op string) {
+		out, err := PatchJSON(obj, []PatchOp{{Op: op, Path: path, Value: map[string]any{"x": false}}})
+		if err != nil {
+			return
+		}
+		var v map[string]any
+		if err := json.Unmarshal(out, &v); err != nil {
+			t.Fatalf("not a JSON object: %s", out)
+		}
+	})
 }
