@@ -214,7 +214,10 @@ func (a *app) runServer(cmd *cobra.Command, f *serverFlags) error {
 	con, err := console.New(console.Config{SessionKey: sessionKey, SecureCookie: !cfg.InsecureHTTP, Version: a.version()},
 		console.Deps{Store: st, Logger: log,
 			TestRegistry: func(ctx context.Context, id int64) error { return srv.TestRegistry(ctx, id) },
-			DBStatus:     func(ctx context.Context) (*vulndb.Status, error) { return srv.DBStatus(ctx) }})
+			DBStatus:     func(ctx context.Context) (*vulndb.Status, error) { return srv.DBStatus(ctx) },
+			PutAdmissionPolicy: func(ctx context.Context, name, yaml, by string) (*store.AdmissionPolicy, int, error) {
+				return srv.PutAdmissionPolicy(ctx, name, yaml, by)
+			}})
 	if err != nil {
 		return err
 	}

@@ -181,6 +181,7 @@ func TestBrowser(t *testing.T) {
 	bg := context.Background()
 	var tested []int64
 	c := newTestConsole(t, st, w.now, func(cfg *Config, d *Deps) {
+		d.PutAdmissionPolicy = putPolicyWith(st)
 		d.TestRegistry = func(ctx context.Context, id int64) error {
 			// The real check lives in the server (it reaches the
 			// registry); what is tested here is the console's side:
@@ -422,6 +423,29 @@ func TestBrowser(t *testing.T) {
 		if n := count(t, ctx, "#images-table tbody tr"); n != kevImages {
 			t.Errorf("%d rows with the KEV filter, store has %d", n, kevImages)
 		}
+	})
+
+	t.Run("policies: a bad document refused with its line, then saved", func(t *testing.T) {
+		step(t, ctx, "policies", chromedp.Navigate(base+"/policies"), chromedp.WaitVisible(chromedp.ID("policy-new")))
+		bad := strings.Replace(consolePolicy, "noLatest: true", "noLatest: maybe", 1)
+		step(t, ctx, "submit a bad document",
+			chromedp.SetValue(chromedp.ID("p-name"), "browser-gate"),
+			chromedp.SetValue(chromedp.ID("p-yaml"), bad),
+			chromedp.Click(chromedp.ID("policy-create")),
+			chromedp.WaitVisible(chromedp.ID("form-error")))
+		if msg := get(t, ctx, "error", chromedp.Text(chromedp.ID("form-error"))); !strings.Contains(msg, "central:browser-gate:6") {
+			t.Errorf("error shown: %q", msg)
+		}
+		if v := get(t, ctx, "kept text", chromedp.Value(chromedp.ID("p-yaml"))); v != bad {
+			t.Errorf("the text was not kept: %q", v)
+		}
+		step(t, ctx, "fix and save",
+			chromedp.SetValue(chromedp.ID("p-yaml"), consolePolicy),
+			chromedp.Click(chromedp.ID("policy-create")),
+			chromedp.WaitVisible(chromedp.ID("policy-edit")))
+		shots.take(t, ctx, "policy")
+		step(t, ctx, "clusters", chromedp.Navigate(base+"/clusters"), chromedp.WaitVisible(chromedp.ID("main")))
+		shots.take(t, ctx, "clusters")
 	})
 
 	t.Run("registries: test connection and add one", func(t *testing.T) {

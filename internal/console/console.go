@@ -66,6 +66,10 @@ type Store interface {
 	ListAdmissionDecisions(ctx context.Context, f store.AdmissionFilter, p store.Page) ([]store.AdmissionDecision, int, error)
 	// Posture reports (posture.go).
 	ListPostureReports(ctx context.Context, f store.PostureFilter, p store.Page) ([]store.PostureReport, int, error)
+	// Clusters (clusters.go) and admission policy documents (policies.go).
+	ListClusters(ctx context.Context) ([]store.Cluster, error)
+	ListAdmissionPolicies(ctx context.Context) ([]store.AdmissionPolicy, int64, error)
+	DeleteAdmissionPolicy(ctx context.Context, name string) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -126,6 +130,11 @@ type Deps struct {
 	// store.ErrNotFound means unknown. Nil: the page shows what the stored
 	// findings carry (summary, highest CVSS score, KEV flag, aliases).
 	Vulnerability func(ctx context.Context, id string) (*vulndb.Vulnerability, error)
+	// PutAdmissionPolicy validates a policy document as the webhooks load
+	// it and stores it (server.PutAdmissionPolicy), returning how many
+	// policies it holds; an invalid document is an error naming the line
+	// at fault. Nil: documents are shown, not edited.
+	PutAdmissionPolicy func(ctx context.Context, name, yaml, by string) (*store.AdmissionPolicy, int, error)
 }
 
 //go:embed templates/*.html
@@ -273,6 +282,12 @@ func (c *Console) routes() {
 	m.Handle("GET /admission", c.auth(c.admissionPage))
 	m.Handle("GET /admission/alert", c.auth(c.admissionAlert))
 	m.Handle("GET /posture", c.auth(c.posturePage))
+	m.Handle("GET /clusters", c.auth(c.clustersPage))
+	m.Handle("GET /policies", c.auth(c.policiesPage))
+	m.Handle("POST /policies", c.auth(c.adminOnly(c.policySave)))
+	m.Handle("GET /policies/{name}", c.auth(c.policyPage))
+	m.Handle("POST /policies/{name}", c.auth(c.adminOnly(c.policySave)))
+	m.Handle("POST /policies/{name}/delete", c.auth(c.adminOnly(c.policyDelete)))
 	m.Handle("GET /registries", c.auth(c.registriesPage))
 	m.Handle("POST /registries", c.auth(c.adminOnly(c.registryCreate)))
 	m.Handle("POST /registries/{id}/test", c.auth(c.adminOnly(c.registryTest)))

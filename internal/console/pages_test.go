@@ -61,6 +61,9 @@ func TestPagesByRole(t *testing.T) {
 		get("/jobs", 303, 200, 200),
 		get("/jobs?state=failed&kind=scan", 303, 200, 200),
 		get("/registries", 303, 200, 200),
+		get("/clusters", 303, 200, 200),
+		get("/policies", 303, 200, 200),
+		get("/policies/none", 303, 404, 404),
 		get("/account", 303, 200, 200),
 		get("/static/console.css", 200, 200, 200),
 		get("/static/console.js", 200, 200, 200),
@@ -99,6 +102,8 @@ func TestPagesByRole(t *testing.T) {
 		post("/registries/1/test", 403, 403, 303),
 		post("/registries/999/test", 403, 403, 404),
 		post("/registries/abc/test", 403, 403, 404),
+		post("/policies", 403, 403, 404), // no PutAdmissionPolicy in this console
+		post("/policies/none/delete", 403, 403, 404),
 		post("/images", 403, 404, 404), // the catch-all answers other methods
 		post("/account/password", 403, 400, 400),
 	} {

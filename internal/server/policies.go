@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -87,22 +88,45 @@ func validPolicyName(n string) bool {
 func (s *Server) putAdmissionPolicy(c *call) error {
 	name := c.r.PathValue("name")
 	c.audit("admission/policy/"+name, nil)
-	if !validPolicyName(name) {
-		return badRequest("policy name must be 1-%d letters, digits, '-', '_' or '.'", store.MaxAdmissionPolicyName)
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, policy.MaxFileBytes))
 	if err != nil {
 		return err
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return badRequest("empty policy document")
+	p, n, err := s.putPolicy(c.r.Context(), name, body, c.actor())
+	if errors.Is(err, policy.ErrInvalid) {
+		return badRequest("%v", err)
 	}
-	ctx := c.r.Context()
+	if err != nil {
+		return err
+	}
+	c.audit("admission/policy/"+name, map[string]any{"version": p.Version, "bytes": len(body), "policies": n})
+	return c.JSON(http.StatusOK, admissionPolicyJSON{Name: p.Name, YAML: p.YAML, Version: p.Version, UpdatedAt: p.UpdatedAt, UpdatedBy: p.UpdatedBy})
+}
+
+// PutAdmissionPolicy validates the document as the webhooks will load it
+// (with the other stored documents) and stores it; an invalid one is an
+// error wrapping policy.ErrInvalid that names the line at fault. It
+// returns the stored document and how many policies it holds. The console
+// saves policies through it.
+func (s *Server) PutAdmissionPolicy(ctx context.Context, name, yaml, by string) (*store.AdmissionPolicy, int, error) {
+	return s.putPolicy(ctx, name, []byte(yaml), by)
+}
+
+func (s *Server) putPolicy(ctx context.Context, name string, body []byte, by string) (*store.AdmissionPolicy, int, error) {
+	if !validPolicyName(name) {
+		return nil, 0, fmt.Errorf("%w: policy name must be 1-%d letters, digits, '-', '_' or '.'", policy.ErrInvalid, store.MaxAdmissionPolicyName)
+	}
+	if len(body) > policy.MaxFileBytes {
+		return nil, 0, fmt.Errorf("%w: policy document larger than %d bytes", policy.ErrInvalid, policy.MaxFileBytes)
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, 0, fmt.Errorf("%w: empty policy document", policy.ErrInvalid)
+	}
 	// Validate the document together with the other stored documents, as
 	// the webhooks will load them: a policy name used twice is caught here.
 	ps, _, err := s.st.ListAdmissionPolicies(ctx)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	srcs := make([]policy.Source, 0, len(ps)+1)
 	for _, p := range ps {
@@ -113,25 +137,24 @@ func (s *Server) putAdmissionPolicy(c *call) error {
 	srcs = append(srcs, policy.Source{Name: policy.CentralSource(name), Data: body})
 	env, err := celeval.NewEnv()
 	if err != nil {
-		return fmt.Errorf("policy validation: %w", err)
+		return nil, 0, fmt.Errorf("policy validation: %w", err)
 	}
 	l, err := policy.NewLoader(env, nil)
 	if err != nil {
-		return fmt.Errorf("policy validation: %w", err)
+		return nil, 0, fmt.Errorf("policy validation: %w", err)
 	}
 	set, err := l.Load(ctx, srcs...)
 	if err != nil {
 		if errors.Is(err, policy.ErrInvalid) {
-			return badRequest("%v", err)
+			return nil, 0, err
 		}
-		return fmt.Errorf("policy validation: %w", err)
+		return nil, 0, fmt.Errorf("policy validation: %w", err)
 	}
-	p, err := s.st.PutAdmissionPolicy(ctx, name, string(body), c.actor())
+	p, err := s.st.PutAdmissionPolicy(ctx, name, string(body), by)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	c.audit("admission/policy/"+name, map[string]any{"version": p.Version, "bytes": len(body), "policies": len(set.Policies())})
-	return c.JSON(http.StatusOK, admissionPolicyJSON{Name: p.Name, YAML: p.YAML, Version: p.Version, UpdatedAt: p.UpdatedAt, UpdatedBy: p.UpdatedBy})
+	return p, len(set.Policies()), nil
 }
 
 func (s *Server) deleteAdmissionPolicy(c *call) error {
