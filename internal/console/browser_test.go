@@ -446,6 +446,18 @@ func TestBrowser(t *testing.T) {
 		shots.take(t, ctx, "policy")
 		step(t, ctx, "clusters", chromedp.Navigate(base+"/clusters"), chromedp.WaitVisible(chromedp.ID("main")))
 		shots.take(t, ctx, "clusters")
+		step(t, ctx, "create a token", chromedp.Navigate(base+"/settings/tokens"),
+			chromedp.Click(chromedp.CSS(`section[aria-labelledby="h-new-token"] summary`)),
+			chromedp.WaitVisible(chromedp.ID("t-name")),
+			chromedp.SetValue(chromedp.ID("t-name"), "browser-ci"),
+			chromedp.Click(chromedp.ID("token-submit")),
+			chromedp.WaitVisible(chromedp.ID("token-value")))
+		if v := get(t, ctx, "secret", chromedp.Text(chromedp.ID("token-value"))); !strings.HasPrefix(v, "bwk_") {
+			t.Errorf("token secret shown as %q", v)
+		}
+		shots.take(t, ctx, "token")
+		step(t, ctx, "audit log", chromedp.Navigate(base+"/settings/audit"), chromedp.WaitVisible(chromedp.ID("audit-table")))
+		shots.take(t, ctx, "audit")
 	})
 
 	t.Run("registries: test connection and add one", func(t *testing.T) {

@@ -68,6 +68,13 @@ type Store interface {
 	ListPostureReports(ctx context.Context, f store.PostureFilter, p store.Page) ([]store.PostureReport, int, error)
 	// Clusters (clusters.go) and admission policy documents (policies.go).
 	ListClusters(ctx context.Context) ([]store.Cluster, error)
+	// Administration (admin.go).
+	ListUsers(ctx context.Context) ([]store.User, error)
+	CreateUser(ctx context.Context, username, password string, role store.Role) (*store.User, error)
+	UpdateUser(ctx context.Context, username string, role store.Role, disabled bool) error
+	CreateToken(ctx context.Context, name string, role store.Role, expiresAt time.Time, by string) (string, *store.Token, error)
+	RevokeToken(ctx context.Context, id int64) error
+	ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) ([]store.AuditEntry, int, error)
 	ListAdmissionPolicies(ctx context.Context) ([]store.AdmissionPolicy, int64, error)
 	DeleteAdmissionPolicy(ctx context.Context, name string) error
 }
@@ -291,6 +298,13 @@ func (c *Console) routes() {
 	m.Handle("GET /registries", c.auth(c.registriesPage))
 	m.Handle("POST /registries", c.auth(c.adminOnly(c.registryCreate)))
 	m.Handle("POST /registries/{id}/test", c.auth(c.adminOnly(c.registryTest)))
+	m.Handle("GET /settings/users", c.auth(c.adminOnly(c.usersPage)))
+	m.Handle("POST /settings/users", c.auth(c.adminOnly(c.userCreate)))
+	m.Handle("POST /settings/users/{name}", c.auth(c.adminOnly(c.userUpdate)))
+	m.Handle("GET /settings/tokens", c.auth(c.adminOnly(c.tokensPage)))
+	m.Handle("POST /settings/tokens", c.auth(c.adminOnly(c.tokenCreate)))
+	m.Handle("POST /settings/tokens/{id}/revoke", c.auth(c.adminOnly(c.tokenRevoke)))
+	m.Handle("GET /settings/audit", c.auth(c.adminOnly(c.auditPage)))
 	m.Handle("GET /account", c.auth(c.accountPage))
 	m.Handle("POST /account/password", c.auth(c.changePassword))
 	m.Handle("/", c.auth(c.notFound))

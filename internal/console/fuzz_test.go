@@ -104,7 +104,7 @@ func FuzzPages(f *testing.F) {
 		Expires: w.now.Add(time.Hour).Unix(), Stamp: u.UpdatedAt.UnixMicro()})
 	cookie := &http.Cookie{Name: sessionCookie, Value: c.sign("session", payload)}
 	paths := []string{"/", "/images", "/images/" + w.digests["demo"], "/vulns/NSWG-ECO-495", "/vulns", "/scans", "/jobs", "/registries", "/account",
-		"/alerts", "/admission", "/admission/alert", "/clusters", "/policies"}
+		"/alerts", "/admission", "/admission/alert", "/clusters", "/policies", "/settings/audit"}
 	f.Fuzz(func(t *testing.T, which uint8, raw string) {
 		p := paths[int(which)%len(paths)]
 		req := httptest.NewRequest("GET", "https://console.test"+p, nil)

@@ -64,6 +64,10 @@ func TestPagesByRole(t *testing.T) {
 		get("/clusters", 303, 200, 200),
 		get("/policies", 303, 200, 200),
 		get("/policies/none", 303, 404, 404),
+		get("/settings/users", 303, 403, 200),
+		get("/settings/tokens", 303, 403, 200),
+		get("/settings/audit", 303, 403, 200),
+		get("/settings/audit?action=token.create&page=1", 303, 403, 200),
 		get("/account", 303, 200, 200),
 		get("/static/console.css", 200, 200, 200),
 		get("/static/console.js", 200, 200, 200),
@@ -104,6 +108,8 @@ func TestPagesByRole(t *testing.T) {
 		post("/registries/abc/test", 403, 403, 404),
 		post("/policies", 403, 403, 404), // no PutAdmissionPolicy in this console
 		post("/policies/none/delete", 403, 403, 404),
+		post("/settings/users/nobody", 403, 403, 404),
+		post("/settings/tokens/999/revoke", 403, 403, 404),
 		post("/images", 403, 404, 404), // the catch-all answers other methods
 		post("/account/password", 403, 400, 400),
 	} {

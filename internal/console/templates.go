@@ -17,7 +17,7 @@ import (
 
 // pageTemplates are the page files; each is parsed with layout.html and
 // partials.html into its own template set (each defines "content").
-var pageTemplates = []string{"login", "overview", "images", "image", "vuln", "scans", "jobs", "registries", "account", "error", "alerts", "alert", "posture", "admission", "suppressions", "clusters", "policies", "policy"}
+var pageTemplates = []string{"login", "overview", "images", "image", "vuln", "scans", "jobs", "registries", "account", "error", "alerts", "alert", "posture", "admission", "suppressions", "clusters", "policies", "policy", "users", "tokens", "audit"}
 
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
