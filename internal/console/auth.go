@@ -141,6 +141,17 @@ func (c *Console) session(r *http.Request) (session, bool) {
 	if !ok || c.revoked.has(s.ID, c.now()) {
 		return session{}, false
 	}
+	// A logout on another replica: the store has it (one primary-key
+	// lookup). A store error fails closed.
+	revoked, err := c.st.SessionRevoked(r.Context(), s.ID)
+	if err != nil {
+		c.log.ErrorContext(r.Context(), "console: session revocation check", "err", err)
+		return session{}, false
+	}
+	if revoked {
+		c.revoked.add(s.ID, time.Unix(s.Expires, 0), c.now())
+		return session{}, false
+	}
 	return s, true
 }
 
@@ -518,7 +529,13 @@ func (c *Console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
-	c.revoked.add(p.Session.ID, time.Unix(p.Session.Expires, 0), c.now())
+	exp := time.Unix(p.Session.Expires, 0)
+	c.revoked.add(p.Session.ID, exp, c.now())
+	if err := c.st.RevokeSession(r.Context(), p.Session.ID, exp); err != nil {
+		// This replica refuses the session; the others would accept a
+		// copied cookie until it expires.
+		c.log.ErrorContext(r.Context(), "console: revoke session for every replica", "err", err)
+	}
 	http.SetCookie(w, c.cookie(sessionCookie, "", 0))
 	c.audit(r.Context(), p.Actor, "console.logout", "", nil)
 	http.Redirect(w, r, c.url("/login"), http.StatusSeeOther)
@@ -617,9 +634,9 @@ func (l *loginLimiter) size() int {
 }
 
 // revokedSessions remembers logged-out session ids until they would have
-// expired anyway. It is per process: behind a load balancer a logged-out
-// cookie that was copied elsewhere stays valid on other replicas until it
-// expires (the browser itself drops it at logout).
+// expired anyway: the per-process cache in front of the store's list
+// (Store.RevokeSession), which every replica checks for sessions this
+// one has not seen revoked.
 type revokedSessions struct {
 	mu  sync.Mutex
 	cap int

@@ -30,6 +30,9 @@ func TestLoginLogout(t *testing.T) {
 	w, st := openWorld(t)
 	srv := httptest.NewTLSServer(newTestConsole(t, st, w.now))
 	defer srv.Close()
+	// Another replica: same store, same session key.
+	replica := httptest.NewTLSServer(newTestConsole(t, st, w.now))
+	defer replica.Close()
 	cl := newClient(t, srv)
 
 	resp, _ := cl.get("/images?kev=1")
@@ -70,11 +73,13 @@ func TestLoginLogout(t *testing.T) {
 	if ck := cookieNamed(resp, sessionCookie); ck == nil || ck.MaxAge >= 0 {
 		t.Fatalf("logout does not clear the cookie: %+v", ck)
 	}
-	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
-	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: sc.Value})
-	resp, _ = cl.do(req)
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("a logged-out session still works: %d", resp.StatusCode)
+	for _, base := range []string{srv.URL, replica.URL} {
+		req, _ := http.NewRequest("GET", base+"/", nil)
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: sc.Value})
+		resp, _ = cl.do(req)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("a logged-out session still works on %s: %d", base, resp.StatusCode)
+		}
 	}
 }
 

@@ -75,6 +75,9 @@ type Store interface {
 	CreateToken(ctx context.Context, name string, role store.Role, expiresAt time.Time, by string) (string, *store.Token, error)
 	RevokeToken(ctx context.Context, id int64) error
 	ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) ([]store.AuditEntry, int, error)
+	// Logouts seen by every replica (auth.go).
+	RevokeSession(ctx context.Context, id string, expires time.Time) error
+	SessionRevoked(ctx context.Context, id string) (bool, error)
 	ListAdmissionPolicies(ctx context.Context) ([]store.AdmissionPolicy, int64, error)
 	DeleteAdmissionPolicy(ctx context.Context, name string) error
 }
