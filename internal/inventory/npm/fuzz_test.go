@@ -59,3 +59,11 @@ func FuzzPnpmLock(f *testing.F) {
 	f.Add([]byte("lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      a: {specifier: '1', version: 1.0.0}\n    devDependencies:\n      b: {specifier: '1', version: c@2.0.0}\npackages:\n  a@1.0.0: {}\n  c@2.0.0: {}\nsnapshots:\n  a@1.0.0:\n    dependencies: {c: 2.0.0}\n  c@2.0.0: {}\n"))
 	fuzz(f, NewLockfile(), "app/pnpm-lock.yaml")
 }
+
+func FuzzBunLock(f *testing.F) {
+	f.Add([]byte(bunGraphLock))
+	f.Add([]byte("{\n  \"lockfileVersion\": 1,\n  \"workspaces\": {\n    \"\": {\n      \"name\": \"x\",\n      \"dependencies\": {\n        \"a\": \"^1\",\n      },\n      \"devDependencies\": {\n        \"@s/b\": \"^2\",\n      },\n    },\n  },\n  \"packages\": {\n    \"a\": [\"a@1.0.0\", \"\", { \"dependencies\": { \"@s/b\": \"^2\" } }, \"sha512-x\"],\n\n    \"@s/b\": [\"@s/b@2.0.0\", \"\", {}, \"sha512-y\"],\n\n    \"a/@s/b\": [\"@s/b@2.1.0\", \"\", {}, \"sha512-z\"],\n  }\n}\n"))
+	f.Add([]byte(`{"lockfileVersion":0,"workspaces":{"":{}},"packages":{"w":["w@workspace:w",{"dependencies":{"a":"1"}}],"a":["al@npm:a@1.0.0","",{},""],"g":["g@github:o/r#1",{},"o-r-1"]}}`))
+	f.Add([]byte("// c\n{\"lockfileVersion\":2,/* c */\"packages\":{\"a,]\":[\"a@1.0.0\",],},}"))
+	fuzz(f, NewLockfile(), "app/bun.lock")
+}

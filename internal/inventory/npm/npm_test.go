@@ -64,6 +64,8 @@ func TestRequiredDoesNotAllocate(t *testing.T) {
 		"usr/lib/python3/dist-packages/foo.py",
 		"app/package-lock.json",
 		"app/node_modules/x/yarn.lock",
+		"app/bun.lock",
+		"app/bun.lockb",
 	}, NewPackageJSON(), NewLockfile())
 }
 
@@ -189,6 +191,8 @@ var lockfiles = []struct{ name, path string }{
 	{"pnpm-v5", "testdata/lockfiles/pnpm-v5/pnpm-lock.yaml"},
 	{"pnpm-v6", "testdata/lockfiles/pnpm-v6/pnpm-lock.yaml"},
 	{"pnpm-v9", "testdata/lockfiles/pnpm-v9/pnpm-lock.yaml"},
+	{"bun-v1", "testdata/lockfiles/bun-v1/bun.lock"},
+	{"bun-v2", "testdata/lockfiles/bun-v2/bun.lock"},
 }
 
 func extractLock(t *testing.T, path string) []inventory.Package {
@@ -205,8 +209,8 @@ func extractLock(t *testing.T, path string) []inventory.Package {
 	return inventorytest.MustExtract(t, ex, rel, inventorytest.ReadFile(t, path)).Packages
 }
 
-// TestLockfiles reads lock files that npm 6, npm 11, yarn 1, yarn 4 and pnpm
-// 7, 8 and 9 wrote for the same package.json.
+// TestLockfiles reads lock files that npm 6, npm 11, yarn 1, yarn 4, pnpm
+// 7, 8 and 9, and Bun 1.2 and 1.4 wrote for the same package.json.
 func TestLockfiles(t *testing.T) {
 	results := make(map[string]map[string]inventory.Package)
 	for _, lf := range lockfiles {
@@ -287,22 +291,28 @@ func TestLockfiles(t *testing.T) {
 	same("npm-v2", "npm-v3")
 	same("pnpm-v5", "pnpm-v6")
 	same("pnpm-v6", "pnpm-v9")
+	same("bun-v1", "bun-v2")
 	// Across package managers the resolutions differ a little (yarn 4 adds
 	// node-gyp to packages with native builds, pnpm and npm place peer
-	// dependencies differently), but a package both npm and pnpm lock must
-	// be dev in both or in neither.
-	if npm, pnpm := results["npm-v3"], results["pnpm-v9"]; npm != nil && pnpm != nil {
+	// dependencies differently), but a package both npm and pnpm (or Bun)
+	// lock must be dev in both or in neither. pnpm 9 and Bun record no dev
+	// flag: this checks their graph walks against npm's own flags.
+	for _, other := range []string{"pnpm-v9", "bun-v1"} {
+		npm, o := results["npm-v3"], results[other]
+		if npm == nil || o == nil {
+			continue
+		}
 		common := 0
 		for id, p := range npm {
-			if q, ok := pnpm[id]; ok {
+			if q, ok := o[id]; ok {
 				common++
 				if p.Dev != q.Dev {
-					t.Errorf("%s: Dev %v in npm, %v in pnpm", id, p.Dev, q.Dev)
+					t.Errorf("%s: Dev %v in npm, %v in %s", id, p.Dev, q.Dev, other)
 				}
 			}
 		}
 		if common < len(npm)*9/10 {
-			t.Errorf("npm and pnpm share only %d of %d packages", common, len(npm))
+			t.Errorf("npm and %s share only %d of %d packages", other, common, len(npm))
 		}
 	}
 	if classic, berry := results["yarn-classic"], results["yarn-berry"]; classic != nil && berry != nil {
