@@ -100,8 +100,9 @@ func (a *app) admissionServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the validating admission webhook (HTTPS, admission.k8s.io/v1)",
-		Long: `Serve the admission webhook on --listen (POST /validate; /healthz, /readyz and
-/metrics beside it).
+		Long: `Serve the admission webhook on --listen (POST /validate; POST /mutate for the
+fixes of policies with configuration.mutate, registered by install --mutating;
+/healthz, /readyz and /metrics beside it).
 
 Policies are read from --policy files and directories and re-read when they
 change (polled every --policy-interval); a reload that fails keeps the
