@@ -10,9 +10,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -201,7 +203,7 @@ func (f *dbSourceFlags) options(version string) (vulndb.UpdateOptions, error) {
 func (a *app) dbUpdateCmd() *cobra.Command {
 	var f dbSourceFlags
 	var format string
-	var list bool
+	var list, noProgress bool
 	cmd := &cobra.Command{
 		Use:   "update [SOURCE...]",
 		Short: "Download the vulnerability sources and import those that changed",
@@ -252,7 +254,25 @@ Run it from cron, or let central do it: bulwark server --db-update-interval 6h.`
 				return err
 			}
 			opts.Logger = a.log
+			var bar *progressbar.ProgressBar
+			if !noProgress && isTTY(a.env.Stderr) {
+				bar = progressbar.NewOptions64(-1,
+					progressbar.OptionSetWriter(a.env.Stderr),
+					progressbar.OptionSetDescription(fmt.Sprintf("downloading %d sources", len(srcs))),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionClearOnFinish(),
+					progressbar.OptionThrottle(100*time.Millisecond))
+				var mu sync.Mutex
+				opts.Progress = func(n int64) {
+					mu.Lock()
+					_ = bar.Add64(n)
+					mu.Unlock()
+				}
+			}
 			res, uerr := vulndb.Update(cmd.Context(), dir, srcs, opts)
+			if bar != nil {
+				_ = bar.Finish()
+			}
 			if res != nil {
 				if err := a.printUpdate(res, format); err != nil {
 					return err
@@ -264,6 +284,7 @@ Run it from cron, or let central do it: bulwark server --db-update-interval 6h.`
 	f.add(cmd.Flags(), "")
 	cmd.Flags().StringVarP(&format, "format", "f", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&list, "list", false, "list the sources and exit")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "never show a progress bar (shown on a terminal only)")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -148,6 +148,9 @@ type UpdateOptions struct {
 	Limits Limits
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Progress, when set, is called with the bytes of each chunk
+	// downloaded, from several goroutines at once (a progress bar).
+	Progress func(n int64)
 }
 
 // Update outcomes.
@@ -361,11 +364,29 @@ func fetch(ctx context.Context, dl string, s Source, prev *downloadState, opts U
 	}
 	f := &fetchedFile{tmpDir: tmp, path: filepath.Join(tmp, downloadName(resp)),
 		etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}
-	if err := f.write(resp.Body, opts.MaxBytes); err != nil {
+	var body io.Reader = resp.Body
+	if opts.Progress != nil {
+		body = &progressReader{r: body, f: opts.Progress}
+	}
+	if err := f.write(body, opts.MaxBytes); err != nil {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("download: %w", err)
 	}
 	return f, nil
+}
+
+// progressReader reports what is read through it.
+type progressReader struct {
+	r io.Reader
+	f func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.f(int64(n))
+	}
+	return n, err
 }
 
 // write streams body to f.path, at most max bytes, hashing it.

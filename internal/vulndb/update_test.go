@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,7 +180,10 @@ func TestUpdate(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 
-	res, err := Update(ctx, dir, srcs, fs.opts())
+	var progressed atomic.Int64
+	opts := fs.opts()
+	opts.Progress = func(n int64) { progressed.Add(n) }
+	res, err := Update(ctx, dir, srcs, opts)
 	if err != nil {
 		t.Fatalf("first update: %v", err)
 	}
@@ -192,6 +196,9 @@ func TestUpdate(t *testing.T) {
 	}
 	if res[0].Records != 2 || res[0].Bytes == 0 || res[0].Changed.IsZero() {
 		t.Errorf("osv-go result: %+v", res[0])
+	}
+	if want := res[0].Bytes + res[1].Bytes + res[2].Bytes; progressed.Load() != want {
+		t.Errorf("progress reported %d bytes, downloaded %d", progressed.Load(), want)
 	}
 	fs.requests()
 	index := filepath.Join(dir, indexFile)
