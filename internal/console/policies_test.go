@@ -16,22 +16,18 @@ import (
 )
 
 // putPolicyWith is Deps.PutAdmissionPolicy as central wires it
-// (server.PutAdmissionPolicy), built here from the same loader: the
-// document is loaded with the other stored ones before it is stored. (The
-// server's own function is tested in internal/server.)
+// (server.PutAdmissionPolicy): the document is checked with the other
+// stored ones by the same Loader.LoadCentral, then stored.
 func putPolicyWith(st *store.Store) func(ctx context.Context, name, y, by string) (*store.AdmissionPolicy, int, error) {
 	return func(ctx context.Context, name, y, by string) (*store.AdmissionPolicy, int, error) {
 		ps, _, err := st.ListAdmissionPolicies(ctx)
 		if err != nil {
 			return nil, 0, err
 		}
-		var srcs []policy.Source
+		stored := map[string]string{}
 		for _, p := range ps {
-			if p.Name != name {
-				srcs = append(srcs, policy.Source{Name: policy.CentralSource(p.Name), Data: []byte(p.YAML)})
-			}
+			stored[p.Name] = p.YAML
 		}
-		srcs = append(srcs, policy.Source{Name: policy.CentralSource(name), Data: []byte(y)})
 		env, err := celeval.NewEnv()
 		if err != nil {
 			return nil, 0, err
@@ -40,7 +36,7 @@ func putPolicyWith(st *store.Store) func(ctx context.Context, name, y, by string
 		if err != nil {
 			return nil, 0, err
 		}
-		set, err := l.Load(ctx, srcs...)
+		set, err := l.LoadCentral(ctx, stored, name, []byte(y))
 		if err != nil {
 			return nil, 0, err
 		}

@@ -428,16 +428,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) Decision {
 	if req.Object != nil {
 		_, spec := podSpec(req.Object)
 		ev.spec, ev.conts = spec, containers(spec)
-		if m, ok := req.Object.(interface{ GetLabels() map[string]string }); ok {
-			ev.labels = m.GetLabels()
-		}
 	}
-	name := req.Name
-	if name == "" {
-		if m, ok := req.Object.(interface{ GetGenerateName() string }); ok {
-			name = m.GetGenerateName()
-		}
-	}
+	name, labels := req.objectNameLabels()
+	ev.labels = labels
 	for _, p := range s.policies {
 		if !p.inScope(req, ev.labels) {
 			continue
@@ -467,6 +460,22 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) Decision {
 		}
 	}
 	return d
+}
+
+// objectNameLabels are the judged object's name (its generateName when
+// the name is not set yet, as for a controller's pods) and labels.
+func (req *Request) objectNameLabels() (string, map[string]string) {
+	name := req.Name
+	var labels map[string]string
+	if o, ok := req.Object.(interface{ GetLabels() map[string]string }); ok {
+		labels = o.GetLabels()
+	}
+	if name == "" {
+		if o, ok := req.Object.(interface{ GetGenerateName() string }); ok {
+			name = o.GetGenerateName()
+		}
+	}
+	return name, labels
 }
 
 func (p *Policy) inScope(req *Request, labels map[string]string) bool {

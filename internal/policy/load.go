@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -225,6 +226,21 @@ type Source struct {
 // ("central:deny-critical"): central spells it so in its validation errors
 // and the webhooks in their load errors, so an error reads the same in both.
 func CentralSource(name string) string { return "central:" + name }
+
+// LoadCentral checks the document data, to be stored on central as name,
+// the way the webhooks will load it: together with the other stored
+// documents (stored maps name to YAML; an entry for name itself is
+// replaced), so a policy name used twice is caught. The error of a bad
+// document wraps ErrInvalid and names the line at fault.
+func (l *Loader) LoadCentral(ctx context.Context, stored map[string]string, name string, data []byte) (*Set, error) {
+	srcs := make([]Source, 0, len(stored)+1)
+	for _, n := range slices.Sorted(maps.Keys(stored)) {
+		if n != name {
+			srcs = append(srcs, Source{Name: CentralSource(n), Data: []byte(stored[n])})
+		}
+	}
+	return l.Load(ctx, append(srcs, Source{Name: CentralSource(name), Data: data})...)
+}
 
 // Load parses and compiles sources into a Set. Any error in any document
 // rejects the whole load (the caller keeps its previous Set): a policy

@@ -89,15 +89,8 @@ func (s *Set) fixes(ctx context.Context, req *Request) ([][]posture.PatchOp, []F
 	if _, ev.spec = podSpec(req.Object); ev.spec == nil {
 		return nil, nil, nil
 	}
-	if o, ok := req.Object.(interface{ GetLabels() map[string]string }); ok {
-		ev.labels = o.GetLabels()
-	}
-	name := req.Name
-	if name == "" {
-		if o, ok := req.Object.(interface{ GetGenerateName() string }); ok {
-			name = o.GetGenerateName()
-		}
-	}
+	var name string
+	name, ev.labels = req.objectNameLabels()
 	var patches [][]posture.PatchOp
 	var fixes []Fix
 	fixed := map[string]bool{}

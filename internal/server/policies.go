@@ -122,19 +122,14 @@ func (s *Server) putPolicy(ctx context.Context, name string, body []byte, by str
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil, 0, fmt.Errorf("%w: empty policy document", policy.ErrInvalid)
 	}
-	// Validate the document together with the other stored documents, as
-	// the webhooks will load them: a policy name used twice is caught here.
 	ps, _, err := s.st.ListAdmissionPolicies(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	srcs := make([]policy.Source, 0, len(ps)+1)
+	stored := make(map[string]string, len(ps))
 	for _, p := range ps {
-		if p.Name != name {
-			srcs = append(srcs, policy.Source{Name: policy.CentralSource(p.Name), Data: []byte(p.YAML)})
-		}
+		stored[p.Name] = p.YAML
 	}
-	srcs = append(srcs, policy.Source{Name: policy.CentralSource(name), Data: body})
 	env, err := celeval.NewEnv()
 	if err != nil {
 		return nil, 0, fmt.Errorf("policy validation: %w", err)
@@ -143,7 +138,7 @@ func (s *Server) putPolicy(ctx context.Context, name string, body []byte, by str
 	if err != nil {
 		return nil, 0, fmt.Errorf("policy validation: %w", err)
 	}
-	set, err := l.Load(ctx, srcs...)
+	set, err := l.LoadCentral(ctx, stored, name, body)
 	if err != nil {
 		if errors.Is(err, policy.ErrInvalid) {
 			return nil, 0, err
